@@ -1,0 +1,219 @@
+//! Commands mapped onto the pipeline, and what they print.
+//!
+//! Output for people goes to stdout (tables, summaries) or stdout as JSON with `--json`;
+//! logs go to stderr. The [`Outcome`] decides the exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Cli, Command, PollArgs, PostsCommand};
+use crate::clock::SystemClock;
+use crate::config::{self, Config};
+use crate::domain::{Post, PostId};
+use crate::pipeline::{Herald, PollOutcome};
+use crate::store::PostFilter;
+
+/// How a command ended, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 2: the run finished but some part of it (a source) failed.
+    Partial,
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<Outcome> {
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    let config = match config::load(&path) {
+        Ok(config) => config,
+        Err(config::Error::Invalid(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            let n = problems.len();
+            bail!(
+                "{}: {n} problem{} in the config",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match cli.command {
+        Command::CheckConfig => check_config(&config),
+        Command::Poll(args) => poll(config, args).await,
+        Command::Posts(cmd) => posts(config, cmd).await,
+    }
+}
+
+/// The error and its causes on one line.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+async fn open(config: Config) -> Result<Herald> {
+    Herald::open(config, Arc::new(SystemClock))
+        .await
+        .context("cannot start")
+}
+
+fn check_config(config: &Config) -> Result<Outcome> {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    println!(
+        "{}: ok ({}, {})",
+        config.file.display(),
+        plural(config.sources.len(), "source"),
+        plural(config.digests.len(), "digest")
+    );
+    Ok(Outcome::Success)
+}
+
+async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let report = herald.poll_sources(args.source.as_deref()).await?;
+    let mut out = std::io::stdout().lock();
+    for source in &report.sources {
+        match &source.outcome {
+            PollOutcome::NotModified => writeln!(out, "{}: not modified", source.name)?,
+            PollOutcome::Stored { entries, changes } => writeln!(
+                out,
+                "{}: {} new, {} updated, {} unchanged ({} entries)",
+                source.name,
+                changes.new.len(),
+                changes.updated.len(),
+                changes.unchanged,
+                entries
+            )?,
+            PollOutcome::Failed { error, .. } => writeln!(out, "{}: FAILED: {error}", source.name)?,
+        }
+    }
+    let failed = report.failed();
+    writeln!(
+        out,
+        "polled {} source{}: {} new post{}, {} failed",
+        report.sources.len(),
+        if report.sources.len() == 1 { "" } else { "s" },
+        report.new_posts(),
+        if report.new_posts() == 1 { "" } else { "s" },
+        failed
+    )?;
+    herald.store.close().await;
+    Ok(if failed > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}
+
+async fn posts(config: Config, cmd: PostsCommand) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        PostsCommand::List {
+            source,
+            limit,
+            json,
+        } => {
+            if let Some(name) = &source
+                && !herald.config.sources.iter().any(|s| &s.name == name)
+            {
+                bail!("no source named \"{name}\"");
+            }
+            let posts = herald
+                .store
+                .list_posts(&PostFilter {
+                    source,
+                    limit: Some(limit),
+                })
+                .await?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &posts)?;
+                writeln!(out)?;
+            } else {
+                for post in &posts {
+                    writeln!(
+                        out,
+                        "{:>6}  {}  {:<16}  {}",
+                        post.id,
+                        post.display_date().format("%Y-%m-%d"),
+                        post.source,
+                        post.title
+                    )?;
+                }
+            }
+        }
+        PostsCommand::Show { id, json } => {
+            let Some(post) = herald.store.post(PostId(id)).await? else {
+                bail!("no post with id {id} (see `herald posts list`)");
+            };
+            if json {
+                serde_json::to_writer_pretty(&mut out, &post)?;
+                writeln!(out)?;
+            } else {
+                write_post(&mut out, &post)?;
+            }
+        }
+    }
+    herald.store.close().await;
+    Ok(Outcome::Success)
+}
+
+fn write_post(out: &mut impl Write, post: &Post) -> std::io::Result<()> {
+    writeln!(out, "{}", post.title)?;
+    writeln!(out, "{}", "=".repeat(post.title.chars().count().min(78)))?;
+    writeln!(out, "id:         {}", post.id)?;
+    writeln!(out, "source:     {}", post.source)?;
+    writeln!(out, "stable id:  {}", post.stable_id)?;
+    if let Some(url) = &post.url {
+        writeln!(out, "url:        {url}")?;
+    }
+    if let Some(author) = &post.author {
+        writeln!(out, "author:     {author}")?;
+    }
+    if !post.tags.is_empty() {
+        writeln!(out, "tags:       {}", post.tags.join(", "))?;
+    }
+    match post.published_at {
+        Some(at) => writeln!(out, "published:  {}", at.to_rfc3339())?,
+        None => writeln!(out, "published:  (not given by the feed)")?,
+    }
+    writeln!(out, "first seen: {}", post.first_seen_at.to_rfc3339())?;
+    if let Some(image) = &post.image {
+        writeln!(out, "image:      {image}")?;
+    }
+    writeln!(out)?;
+    for line in post.text.lines() {
+        writeln!(out, "{}", wrap(line, 78))?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Wraps a line of text at word boundaries.
+fn wrap(line: &str, width: usize) -> String {
+    let mut out = String::with_capacity(line.len() + line.len() / width);
+    let mut col = 0;
+    for word in line.split_whitespace() {
+        let len = word.chars().count();
+        if col > 0 && col + 1 + len > width {
+            out.push('\n');
+            col = 0;
+        } else if col > 0 {
+            out.push(' ');
+            col += 1;
+        }
+        out.push_str(word);
+        col += len;
+    }
+    out
+}

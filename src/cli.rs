@@ -1,0 +1,65 @@
+//! The command line, as the user typed it (clap derive). [`crate::app`] turns it into work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// herald: feeds in, digest emails and an outgoing feed out.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: config/herald.toml]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "HERALD_CONFIG",
+        value_name = "PATH"
+    )]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config file and list every problem in it
+    CheckConfig,
+    /// Fetch sources now and store their new and edited posts
+    Poll(PollArgs),
+    /// Inspect stored posts
+    #[command(subcommand)]
+    Posts(PostsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PollArgs {
+    /// Poll only this source (by name)
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PostsCommand {
+    /// List posts, newest first
+    List {
+        /// Only posts from this source
+        #[arg(long, value_name = "NAME")]
+        source: Option<String>,
+        /// At most this many posts
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one post in full
+    Show {
+        /// The post's id (first column of `posts list`)
+        id: i64,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}

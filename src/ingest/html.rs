@@ -1,0 +1,430 @@
+//! HTML helpers for normalizing entries: sanitize with absolute URLs, HTML to plain text,
+//! the first image, and inline text (titles) with entities decoded.
+//!
+//! Sanitizing is ammonia's allow-list (no scripts, event handlers, iframes, forms, styles).
+//! The text and image scanners below read only ammonia's own serialized output, which is
+//! regular (quoted attributes, only `&amp; &lt; &gt; &quot; &nbsp;` escapes), so a linear
+//! scan is enough and a second HTML parse is not needed.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use url::Url;
+
+thread_local! {
+    /// Base for the relative URLs of the entry being sanitized on this thread.
+    static BASE: RefCell<Option<Url>> = const { RefCell::new(None) };
+}
+
+/// Sanitizers, built once: building an ammonia builder is not free.
+pub struct Sanitizer {
+    content: ammonia::Builder<'static>,
+    inline: ammonia::Builder<'static>,
+}
+
+impl std::fmt::Debug for Sanitizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sanitizer")
+    }
+}
+
+impl Default for Sanitizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sanitizer {
+    pub fn new() -> Self {
+        let mut content = ammonia::Builder::default();
+        content
+            .link_rel(Some("noopener noreferrer"))
+            .url_relative(ammonia::UrlRelative::Custom(Box::new(resolve_against_base)));
+        let mut inline = ammonia::Builder::empty();
+        inline.clean_content_tags(["script", "style"].into_iter().collect());
+        Self { content, inline }
+    }
+
+    /// Sanitized HTML with relative URLs made absolute against `base` (left relative when
+    /// there is no base).
+    pub fn clean(&self, html: &str, base: Option<&Url>) -> String {
+        BASE.with(|b| *b.borrow_mut() = base.cloned());
+        let out = self.content.clean(html).to_string();
+        BASE.with(|b| *b.borrow_mut() = None);
+        out
+    }
+
+    /// Text that may contain markup or entities (an RSS title) as one line of plain text.
+    pub fn inline_text(&self, s: &str) -> String {
+        if s.contains('&') || s.contains('<') {
+            fold_line(&html_to_text(&self.inline.clean(s).to_string()))
+        } else {
+            fold_line(s)
+        }
+    }
+}
+
+fn resolve_against_base(url: &str) -> Option<Cow<'_, str>> {
+    BASE.with(|b| match b.borrow().as_ref() {
+        Some(base) => base.join(url).ok().map(|u| Cow::Owned(u.to_string())),
+        None => Some(Cow::Borrowed(url)),
+    })
+}
+
+/// Plain text as escaped HTML paragraphs (blank lines separate paragraphs).
+pub fn text_to_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
+        out.push_str("<p>");
+        for (i, line) in para.lines().enumerate() {
+            if i > 0 {
+                out.push_str("<br>");
+            }
+            escape_into(&mut out, line.trim());
+        }
+        out.push_str("</p>");
+    }
+    out
+}
+
+/// Escapes `& < > "` for HTML text and attribute values.
+pub fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Elements that start a new line in the plain text.
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div"
+            | "br"
+            | "li"
+            | "ul"
+            | "ol"
+            | "dl"
+            | "dt"
+            | "dd"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "blockquote"
+            | "pre"
+            | "table"
+            | "tr"
+            | "td"
+            | "th"
+            | "hr"
+            | "figure"
+            | "figcaption"
+            | "section"
+            | "article"
+            | "header"
+            | "footer"
+            | "aside"
+            | "details"
+            | "summary"
+            | "address"
+    )
+}
+
+/// Plain text of sanitized HTML: one line per block, whitespace folded within a line,
+/// entities decoded, control characters dropped.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut pending_space = false;
+    let mut pending_break = false;
+    let bytes = html.as_bytes();
+    let mut i = 0;
+    let mut run_start = 0;
+
+    // Emits the text run [run_start, end) with whitespace folding.
+    let flush =
+        |out: &mut String, text: &str, pending_space: &mut bool, pending_break: &mut bool| {
+            for c in text.chars() {
+                if c.is_whitespace() || c == '\u{a0}' {
+                    *pending_space = true;
+                } else if !is_control(c) {
+                    if *pending_break && !out.is_empty() {
+                        out.push('\n');
+                    } else if *pending_space && !out.is_empty() && !out.ends_with('\n') {
+                        out.push(' ');
+                    }
+                    *pending_break = false;
+                    *pending_space = false;
+                    out.push(c);
+                }
+            }
+        };
+
+    while i < bytes.len() {
+        match bytes[i] {
+            b'<' => {
+                flush(
+                    &mut out,
+                    &html[run_start..i],
+                    &mut pending_space,
+                    &mut pending_break,
+                );
+                let end = tag_end(bytes, i);
+                let name = tag_name(&html[i + 1..end]);
+                if is_block(&name) {
+                    pending_break = true;
+                } else if name == "img" {
+                    pending_space = true;
+                }
+                i = end + 1;
+                run_start = i;
+            }
+            b'&' => {
+                flush(
+                    &mut out,
+                    &html[run_start..i],
+                    &mut pending_space,
+                    &mut pending_break,
+                );
+                let (decoded, len) = decode_entity(&html[i..]);
+                let mut buf = [0u8; 4];
+                flush(
+                    &mut out,
+                    decoded.encode_utf8(&mut buf),
+                    &mut pending_space,
+                    &mut pending_break,
+                );
+                i += len;
+                run_start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    flush(
+        &mut out,
+        &html[run_start.min(html.len())..],
+        &mut pending_space,
+        &mut pending_break,
+    );
+    out
+}
+
+/// Index of the `>` closing the tag that starts at `start` (quotes respected).
+fn tag_end(bytes: &[u8], start: usize) -> usize {
+    let mut quote = None;
+    let mut i = start + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if b == b'>' => return i,
+            None => {}
+        }
+        i += 1;
+    }
+    bytes.len().saturating_sub(1).max(start)
+}
+
+/// Lower-case element name of a tag's inside (`/p`, `img src=...` → `p`, `img`).
+fn tag_name(inside: &str) -> String {
+    inside
+        .trim_start_matches('/')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Decodes the entity at the start of `s`; returns the character and the bytes consumed.
+/// An unknown or malformed entity is the literal `&`.
+fn decode_entity(s: &str) -> (char, usize) {
+    let Some(semi) = s[..s.len().min(12)].find(';') else {
+        return ('&', 1);
+    };
+    let name = &s[1..semi];
+    let c = match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" | "#39" => Some('\''),
+        "nbsp" => Some('\u{a0}'),
+        _ => name.strip_prefix('#').and_then(|num| {
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => num.parse::<u32>().ok(),
+            };
+            code.and_then(char::from_u32)
+        }),
+    };
+    match c {
+        Some(c) => (c, semi + 1),
+        None => ('&', 1),
+    }
+}
+
+/// Decodes the basic entities in an attribute value from ammonia's output.
+pub fn decode_attribute(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while let Some(pos) = s[i..].find('&') {
+        out.push_str(&s[i..i + pos]);
+        let (c, len) = decode_entity(&s[i + pos..]);
+        out.push(c);
+        i += pos + len;
+    }
+    out.push_str(&s[i..]);
+    out
+}
+
+/// The `src` of the first `<img>` in sanitized HTML.
+pub fn first_image(html: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(pos) = html[from..].find("<img") {
+        let start = from + pos;
+        let end = tag_end(html.as_bytes(), start);
+        if let Some(src) = attribute(&html[start..end], "src") {
+            let src = decode_attribute(&src);
+            if src.starts_with("http://") || src.starts_with("https://") {
+                return Some(src);
+            }
+        }
+        from = end;
+    }
+    None
+}
+
+/// A quoted attribute's value from a tag's text (`name="..."`, case-insensitive name).
+pub fn attribute(tag: &str, name: &str) -> Option<String> {
+    let lower = tag.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find(name) {
+        let at = from + pos;
+        let preceded_by_space = lower[..at].ends_with(|c: char| c.is_whitespace());
+        let rest = tag[at + name.len()..].trim_start();
+        if preceded_by_space && let Some(rest) = rest.strip_prefix('=') {
+            let rest = rest.trim_start();
+            let quote = rest.chars().next()?;
+            if quote == '"' || quote == '\'' {
+                return rest[1..].find(quote).map(|end| rest[1..1 + end].to_owned());
+            }
+            return Some(
+                rest.split(|c: char| c.is_whitespace() || c == '>')
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+        }
+        from = at + name.len();
+    }
+    None
+}
+
+/// Characters that never belong in text: C0/C1 controls other than whitespace, and the
+/// noncharacters U+FFFE/U+FFFF (not allowed in XML).
+pub fn is_control(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\n' | '\t' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+}
+
+/// One line: all whitespace runs folded to one space, controls dropped, trimmed.
+pub fn fold_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    for c in s.chars() {
+        if c.is_whitespace() || c == '\u{a0}' {
+            space = true;
+        } else if !is_control(c) {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizes_scripts_handlers_iframes_and_forms() {
+        let s = Sanitizer::new();
+        let dirty = r#"<p onclick="x()">Hi<script>alert(1)</script></p><iframe src="https://evil"></iframe><form action="/x"><input name="q"></form><a href="javascript:alert(1)">j</a>"#;
+        let clean = s.clean(dirty, None);
+        for banned in ["script", "onclick", "iframe", "form", "input", "javascript"] {
+            assert!(!clean.contains(banned), "{banned} survived in {clean}");
+        }
+        assert!(clean.contains("<p>Hi</p>"));
+    }
+
+    #[test]
+    fn rewrites_relative_urls_against_the_base() {
+        let s = Sanitizer::new();
+        let base = Url::parse("https://blog.example.org/posts/one/").unwrap();
+        let clean = s.clean(
+            r#"<img src="/img/a.png" alt="a"><a href="two/">t</a>"#,
+            Some(&base),
+        );
+        assert!(
+            clean.contains(r#"src="https://blog.example.org/img/a.png""#),
+            "{clean}"
+        );
+        assert!(
+            clean.contains(r#"href="https://blog.example.org/posts/one/two/""#),
+            "{clean}"
+        );
+        assert!(clean.contains(r#"rel="noopener noreferrer""#));
+    }
+
+    #[test]
+    fn turns_html_into_lines_of_text() {
+        let text = html_to_text(
+            "<h2>Title</h2><p>One  &amp;\n two&nbsp;three</p><ul><li>a</li><li>b</li></ul>x&#8217;s &lt;tag&gt;",
+        );
+        assert_eq!(text, "Title\nOne & two three\na\nb\nx\u{2019}s <tag>");
+    }
+
+    #[test]
+    fn decodes_entities_and_tags_in_titles() {
+        let s = Sanitizer::new();
+        assert_eq!(
+            s.inline_text("Bread &amp; Butter&hellip;  <b>now</b>"),
+            "Bread & Butter\u{2026} now"
+        );
+        assert_eq!(s.inline_text("AT&T \u{0007}rocks\n"), "AT&T rocks");
+        assert_eq!(s.inline_text("x<script>alert(1)</script>y"), "xy");
+    }
+
+    #[test]
+    fn finds_the_first_absolute_image() {
+        let html =
+            r#"<p><img src="rel.png"><img alt="x" src="https://e.org/a.png?x=1&amp;y=2"></p>"#;
+        assert_eq!(
+            first_image(html).as_deref(),
+            Some("https://e.org/a.png?x=1&y=2")
+        );
+        assert_eq!(first_image("<p>none</p>"), None);
+    }
+
+    #[test]
+    fn wraps_plain_text_as_escaped_paragraphs() {
+        assert_eq!(
+            text_to_html("a < b\nc\n\nd"),
+            "<p>a &lt; b<br>c</p><p>d</p>"
+        );
+    }
+}

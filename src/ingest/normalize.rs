@@ -1,0 +1,347 @@
+//! feed-rs entries to [`NewPost`]s that every later stage can trust.
+//!
+//! For each entry: a [`StableId`] (guid, else link, else a hash of title and content), a
+//! plain-text title (entities decoded, whitespace folded), the entry's absolute URL,
+//! sanitized HTML with relative URLs resolved against the entry's own URL (as Miniflux
+//! does), its plain text, tags, author, the published date when the feed gives one, and a
+//! lead image. Entries repeated inside one feed are kept once. Nothing here decides what
+//! is new: the store does that by stable id and content hash.
+
+use feed_rs::model::{Entry, Feed, Link, Text};
+use url::Url;
+
+use super::html::{self, Sanitizer};
+use crate::domain::{NewPost, StableId};
+
+/// What the feed says about itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedMeta {
+    pub title: Option<String>,
+    /// The site the feed belongs to (its alternate link).
+    pub site_url: Option<String>,
+}
+
+/// Turns feeds into posts; build once and share.
+#[derive(Debug, Default)]
+pub struct Normalizer {
+    sanitizer: Sanitizer,
+}
+
+impl Normalizer {
+    pub fn new() -> Self {
+        Self {
+            sanitizer: Sanitizer::new(),
+        }
+    }
+
+    /// Normalizes every entry of `feed`. `fallback_base` resolves relative links when the
+    /// feed has no absolute link of its own (the fetched URL, or the source's `base_url`).
+    pub fn normalize_feed(
+        &self,
+        feed: &Feed,
+        fallback_base: Option<&Url>,
+    ) -> (FeedMeta, Vec<NewPost>) {
+        let site_url = alternate_link(&feed.links).and_then(|href| absolute(href, fallback_base));
+        let base = site_url.clone().or_else(|| fallback_base.cloned());
+        let meta = FeedMeta {
+            title: feed
+                .title
+                .as_ref()
+                .map(|t| self.text_line(t))
+                .filter(|t| !t.is_empty()),
+            site_url: site_url.map(String::from),
+        };
+        let feed_author = feed.authors.iter().find_map(|p| p.name.clone());
+        let mut seen = std::collections::HashSet::new();
+        let posts = feed
+            .entries
+            .iter()
+            .map(|entry| self.normalize_entry(entry, base.as_ref(), feed_author.as_deref()))
+            .filter(|post| seen.insert(post.stable_id.clone()))
+            .collect();
+        (meta, posts)
+    }
+
+    /// Normalizes one entry.
+    pub fn normalize_entry(
+        &self,
+        entry: &Entry,
+        base: Option<&Url>,
+        feed_author: Option<&str>,
+    ) -> NewPost {
+        let url = alternate_link(&entry.links).and_then(|href| absolute(href, base));
+        let content_base = url.as_ref().or(base);
+
+        // Content: the full body when there is one, else the summary (RSS <description>).
+        let body = entry.content.as_ref().and_then(|c| {
+            c.body.as_ref().map(|b| {
+                (
+                    b.as_str(),
+                    c.content_type.as_str().eq_ignore_ascii_case("text/plain"),
+                )
+            })
+        });
+        let summary = entry
+            .summary
+            .as_ref()
+            .map(|s| (s.content.as_str(), is_plain(s)));
+        let (raw_html, feed_summary) = match (body, summary) {
+            (Some(body), summary) => (
+                to_html(body),
+                summary.map(|(s, plain)| self.summary_text(s, plain)),
+            ),
+            (None, Some(summary)) => (to_html(summary), None),
+            (None, None) => (String::new(), None),
+        };
+        let html = self.sanitizer.clean(raw_html.trim(), content_base);
+        let text = html::html_to_text(&html);
+
+        let raw_title = entry
+            .title
+            .as_ref()
+            .map(|t| self.text_line(t))
+            .unwrap_or_default();
+        let stable_id = StableId::for_entry(
+            Some(entry.id.as_str()),
+            url.as_ref().map(Url::as_str),
+            &raw_title,
+            &text,
+        );
+        let title = if raw_title.is_empty() {
+            title_from_text(&text)
+        } else {
+            raw_title
+        };
+
+        let author = entry
+            .authors
+            .iter()
+            .find_map(|p| {
+                p.name
+                    .as_deref()
+                    .or(p.email.as_deref())
+                    .map(html::fold_line)
+            })
+            .filter(|a| !a.is_empty())
+            .or_else(|| feed_author.map(html::fold_line));
+
+        NewPost {
+            stable_id,
+            url: url.as_ref().map(Url::to_string),
+            title,
+            author,
+            tags: self.tags(entry),
+            published_at: entry.published.or(entry.updated),
+            image: lead_image(entry, content_base).or_else(|| html::first_image(&html)),
+            html,
+            text,
+            feed_summary: feed_summary.filter(|s| !s.is_empty()),
+        }
+    }
+
+    fn text_line(&self, t: &Text) -> String {
+        self.sanitizer.inline_text(&t.content)
+    }
+
+    fn summary_text(&self, s: &str, plain: bool) -> String {
+        if plain {
+            html::fold_line(s)
+        } else {
+            html::fold_line(&html::html_to_text(&self.sanitizer.clean(s, None)))
+        }
+    }
+
+    fn tags(&self, entry: &Entry) -> Vec<String> {
+        let mut tags: Vec<String> = Vec::new();
+        for category in &entry.categories {
+            let name = self
+                .sanitizer
+                .inline_text(category.label.as_deref().unwrap_or(&category.term));
+            let name: String = name.chars().take(100).collect();
+            if !name.is_empty() && !tags.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
+                tags.push(name);
+            }
+        }
+        tags
+    }
+}
+
+fn is_plain(t: &Text) -> bool {
+    t.content_type.as_str().eq_ignore_ascii_case("text/plain")
+}
+
+/// Body text as HTML: plain text (JSON Feed `content_text`, Atom `type="text"`) is escaped.
+/// feed-rs labels RSS descriptions as plain text too, so text with tags is treated as HTML.
+fn to_html((body, plain): (&str, bool)) -> String {
+    if plain && !looks_like_markup(body) {
+        html::text_to_html(body)
+    } else {
+        body.to_owned()
+    }
+}
+
+fn looks_like_markup(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes
+        .windows(2)
+        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || w[1] == b'/' || w[1] == b'!'))
+        || s.contains("&amp;")
+        || s.contains("&lt;")
+        || s.contains("&#")
+}
+
+/// The entry's page: a link with no rel or rel="alternate", else the first link.
+fn alternate_link(links: &[Link]) -> Option<&str> {
+    links
+        .iter()
+        .find(|l| {
+            matches!(l.rel.as_deref(), None | Some("alternate"))
+                && l.media_type.as_deref().is_none_or(|t| t.contains("html"))
+        })
+        .or_else(|| {
+            links.iter().find(|l| {
+                !matches!(
+                    l.rel.as_deref(),
+                    Some("self" | "enclosure" | "hub" | "next")
+                )
+            })
+        })
+        .map(|l| l.href.as_str())
+        .filter(|h| !h.trim().is_empty())
+}
+
+/// `href` as an absolute http(s) URL, resolved against `base` when relative.
+fn absolute(href: &str, base: Option<&Url>) -> Option<Url> {
+    let href = href.trim();
+    let url = match Url::parse(href) {
+        Ok(url) => url,
+        Err(url::ParseError::RelativeUrlWithoutBase) => base?.join(href).ok()?,
+        Err(_) => return None,
+    };
+    matches!(url.scheme(), "http" | "https").then_some(url)
+}
+
+/// A lead image the feed names explicitly: a media thumbnail, an image media object, or an
+/// image enclosure.
+fn lead_image(entry: &Entry, base: Option<&Url>) -> Option<String> {
+    let thumbnails = entry
+        .media
+        .iter()
+        .flat_map(|m| m.thumbnails.iter())
+        .map(|t| t.image.uri.as_str());
+    let images = entry
+        .media
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .filter_map(|c| {
+            let is_image = c
+                .content_type
+                .as_ref()
+                .is_some_and(|t| t.as_str().starts_with("image/"));
+            is_image.then(|| c.url.as_ref().map(Url::as_str)).flatten()
+        });
+    let enclosures = entry
+        .links
+        .iter()
+        .filter(|l| {
+            l.rel.as_deref() == Some("enclosure")
+                && l.media_type
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("image/"))
+        })
+        .map(|l| l.href.as_str());
+    thumbnails
+        .chain(images)
+        .chain(enclosures)
+        .find_map(|href| absolute(href, base))
+        .map(String::from)
+}
+
+/// A title for an entry that has none: its first words.
+fn title_from_text(text: &str) -> String {
+    let first_line = text.lines().next().unwrap_or("");
+    let words: Vec<&str> = first_line.split_whitespace().collect();
+    match words.len() {
+        0 => "Untitled post".to_owned(),
+        n if n <= 10 => words.join(" "),
+        _ => format!("{}\u{2026}", words[..10].join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::parse_feed;
+
+    fn posts(feed: &str, base: Option<&str>) -> Vec<NewPost> {
+        let feed = parse_feed(feed.as_bytes(), None, base).expect("parses");
+        let base = base.map(|b| Url::parse(b).unwrap());
+        Normalizer::new().normalize_feed(&feed, base.as_ref()).1
+    }
+
+    #[test]
+    fn entries_without_guid_or_link_get_a_content_hash_id_that_is_stable() {
+        let feed = r#"<rss version="2.0"><channel><title>t</title>
+            <item><title>A</title><description>first</description></item>
+            <item><title>B</title><description>second</description></item></channel></rss>"#;
+        let a = posts(feed, None);
+        let b = posts(feed, None);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].stable_id, b[0].stable_id);
+        assert_ne!(a[0].stable_id, a[1].stable_id);
+        assert!(a[0].stable_id.as_str().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn content_urls_resolve_against_the_entry_link() {
+        let feed = r#"<rss version="2.0"><channel><title>t</title><link>https://blog.example.org/</link>
+            <item><title>A</title><link>https://blog.example.org/posts/a/</link><guid>a</guid>
+            <description>&lt;p&gt;&lt;img src="pic.png" alt="p"&gt; &lt;a href="/about"&gt;about&lt;/a&gt;&lt;/p&gt;</description></item>
+            </channel></rss>"#;
+        let p = &posts(feed, None)[0];
+        assert!(
+            p.html
+                .contains(r#"src="https://blog.example.org/posts/a/pic.png""#),
+            "{}",
+            p.html
+        );
+        assert!(
+            p.html.contains(r#"href="https://blog.example.org/about""#),
+            "{}",
+            p.html
+        );
+        assert_eq!(
+            p.image.as_deref(),
+            Some("https://blog.example.org/posts/a/pic.png")
+        );
+        assert_eq!(p.text, "about");
+    }
+
+    #[test]
+    fn relative_entry_links_resolve_against_the_feed_site() {
+        let feed = r#"<rss version="2.0"><channel><title>t</title><link>https://blog.example.org/</link>
+            <item><title>A</title><link>/posts/a/</link></item></channel></rss>"#;
+        let p = &posts(feed, None)[0];
+        assert_eq!(p.url.as_deref(), Some("https://blog.example.org/posts/a/"));
+        assert_eq!(p.stable_id.as_str(), "https://blog.example.org/posts/a/");
+    }
+
+    #[test]
+    fn duplicate_entries_in_one_feed_are_kept_once() {
+        let feed = r#"<rss version="2.0"><channel><title>t</title>
+            <item><title>A</title><guid>same</guid></item><item><title>A again</title><guid>same</guid></item>
+            </channel></rss>"#;
+        let got = posts(feed, None);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].title, "A");
+    }
+
+    #[test]
+    fn json_feed_plain_text_is_escaped_into_paragraphs() {
+        let feed = r#"{"version":"https://jsonfeed.org/version/1.1","title":"j","items":[
+            {"id":"1","content_text":"a < b\n\nsecond","url":"https://e.org/1"}]}"#;
+        let p = &posts(feed, None)[0];
+        assert_eq!(p.html, "<p>a &lt; b</p><p>second</p>");
+        assert_eq!(p.title, "a < b");
+    }
+}

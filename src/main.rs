@@ -1,0 +1,41 @@
+//! The `herald` binary: parse the command line, set up logging, run, map the outcome to an
+//! exit code (0 ok, 1 bad config or usage, 2 finished but some source failed).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use herald::app::{self, Outcome};
+use herald::cli::Cli;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    herald::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herald: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(app::run(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Partial) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("herald: {}", app::error_chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The one place stages are chained: fetch → parse → normalize → store, per source, for
+//! all sources concurrently within a bound.
+//!
+//! [`Herald`] holds what every run needs (config, store, clock, HTTP client, sanitizers).
+//! One failing source never stops the others: its error is recorded on its row, logged
+//! with its name, and reported; the others go on. Later stages (enrich, feeds, digests)
+//! hang off the same struct.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::clock::SharedClock;
+use crate::config::{Config, SourceConfig};
+use crate::domain::SourceId;
+use crate::ingest::{self, Fetched, Fetcher, Normalizer};
+use crate::store::{PollRecord, Store, UpsertOutcome};
+
+/// Longest herald waits between polls of a source, whatever it asks for.
+const MAX_POLL_DELAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Everything a run needs, opened once.
+#[derive(Clone)]
+pub struct Herald {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub clock: SharedClock,
+    fetcher: Fetcher,
+    normalizer: Arc<Normalizer>,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("no source named \"{name}\" (sources: {known})")]
+    UnknownSource { name: String, known: String },
+}
+
+/// What happened to one source in a poll.
+#[derive(Debug)]
+pub enum PollOutcome {
+    /// 304, or an unchanged file.
+    NotModified,
+    /// The feed was read; `entries` is how many it held.
+    Stored {
+        entries: usize,
+        changes: UpsertOutcome,
+    },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+}
+
+/// One source's result.
+#[derive(Debug)]
+pub struct SourcePoll {
+    pub name: String,
+    pub outcome: PollOutcome,
+}
+
+/// The result of polling several sources.
+#[derive(Debug, Default)]
+pub struct PollReport {
+    pub sources: Vec<SourcePoll>,
+}
+
+impl PollReport {
+    pub fn failed(&self) -> usize {
+        self.sources
+            .iter()
+            .filter(|s| matches!(s.outcome, PollOutcome::Failed { .. }))
+            .count()
+    }
+
+    pub fn new_posts(&self) -> usize {
+        self.sources
+            .iter()
+            .map(|s| match &s.outcome {
+                PollOutcome::Stored { changes, .. } => changes.new.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Whether any post was added or edited.
+    pub fn changed(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| matches!(&s.outcome, PollOutcome::Stored { changes, .. } if changes.changed()))
+    }
+}
+
+impl Herald {
+    /// Opens the store, runs migrations, and registers the configured sources.
+    pub async fn open(config: Config, clock: SharedClock) -> Result<Self, Error> {
+        let store = Store::open(&config.store.url).await?;
+        store.sync_sources(&config.sources, clock.now()).await?;
+        let fetcher = Fetcher::new(config.ingest.max_redirects)?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            clock,
+            fetcher,
+            normalizer: Arc::new(Normalizer::new()),
+        })
+    }
+
+    /// Polls every enabled source now (or only the one named), at most
+    /// `ingest.concurrency` at a time.
+    pub async fn poll_sources(&self, only: Option<&str>) -> Result<PollReport, Error> {
+        let ids = self
+            .store
+            .sync_sources(&self.config.sources, self.clock.now())
+            .await?;
+        let selected: Vec<&SourceConfig> = match only {
+            Some(name) => {
+                let source = self
+                    .config
+                    .sources
+                    .iter()
+                    .find(|s| s.name == name)
+                    .ok_or_else(|| Error::UnknownSource {
+                        name: name.to_owned(),
+                        known: self
+                            .config
+                            .sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
+                vec![source]
+            }
+            None => self.config.sources.iter().filter(|s| s.enabled).collect(),
+        };
+        let mut sources: Vec<SourcePoll> = futures_util::stream::iter(selected)
+            .map(|source| {
+                let id = ids[&source.name];
+                async move {
+                    SourcePoll {
+                        name: source.name.clone(),
+                        outcome: self.poll_source(source, id).await,
+                    }
+                }
+            })
+            .buffer_unordered(self.config.ingest.concurrency)
+            .collect()
+            .await;
+        sources.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(PollReport { sources })
+    }
+
+    /// Polls one source and records the outcome on its row; never fails the caller.
+    #[tracing::instrument(skip_all, fields(source = %source.name))]
+    async fn poll_source(&self, source: &SourceConfig, id: SourceId) -> PollOutcome {
+        match self.try_poll_source(source, id).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let retryable = error.is_retryable();
+                let message = error.to_string();
+                let now = self.clock.now();
+                let failures = self.store.consecutive_failures(id).await.unwrap_or(0) + 1;
+                let next = now + failure_delay(source.poll_interval, failures, error.retry_after());
+                if let Err(e) = self.store.record_failure(id, &message, now, next).await {
+                    warn!(error = %e, "could not record the failure");
+                }
+                warn!(failures, retryable, next_check = %next, "{message}");
+                PollOutcome::Failed {
+                    error: message,
+                    retryable,
+                }
+            }
+        }
+    }
+
+    async fn try_poll_source(
+        &self,
+        source: &SourceConfig,
+        id: SourceId,
+    ) -> Result<PollOutcome, PollError> {
+        let state = self.store.source_state(id).await?;
+        let started = self.clock.now();
+        let fetched = self.fetcher.fetch(source, &state, started).await?;
+        let now = self.clock.now();
+        match fetched {
+            Fetched::NotModified { hints } => {
+                let next = now + success_delay(source.poll_interval, hints.max_age);
+                self.store.record_not_modified(id, now, next).await?;
+                info!("not modified");
+                Ok(PollOutcome::NotModified)
+            }
+            Fetched::Body {
+                bytes,
+                url,
+                content_type,
+                etag,
+                last_modified,
+                hints,
+            } => {
+                let fallback_base = url
+                    .as_deref()
+                    .and_then(|u| Url::parse(u).ok())
+                    .or_else(|| source.base_url.clone());
+                let location = source.location.to_string();
+                let normalizer = Arc::clone(&self.normalizer);
+                let name = source.name.clone();
+                // Parsing and sanitizing are CPU work: keep them off the async threads.
+                let parsed = tokio::task::spawn_blocking(move || {
+                    let feed = ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref())
+                        .map_err(|reason| ingest::Error::NotAFeed {
+                            source_name: name,
+                            location,
+                            reason,
+                        })?;
+                    Ok::<_, ingest::Error>((
+                        feed.entries.len(),
+                        normalizer.normalize_feed(&feed, fallback_base.as_ref()),
+                    ))
+                })
+                .await
+                .map_err(|e| PollError::Panicked(e.to_string()))?;
+                let (entries, (meta, posts)) = parsed?;
+                let record = PollRecord {
+                    etag,
+                    last_modified,
+                    checked_at: now,
+                    next_check_at: now + success_delay(source.poll_interval, hints.max_age),
+                    meta,
+                };
+                let changes = self.store.store_poll(id, &record, &posts, now).await?;
+                info!(
+                    entries,
+                    new = changes.new.len(),
+                    updated = changes.updated.len(),
+                    "polled"
+                );
+                Ok(PollOutcome::Stored { entries, changes })
+            }
+        }
+    }
+}
+
+/// Failures inside one source's poll.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("parsing crashed: {0}")]
+    Panicked(String),
+}
+
+impl PollError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            PollError::Ingest(e) => e.is_retryable(),
+            PollError::Store(_) | PollError::Panicked(_) => true,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PollError::Ingest(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// When to poll again after a success: the poll interval, or longer if the server's
+/// `max-age` says the feed will not change before then (capped at a day).
+pub fn success_delay(interval: Duration, max_age: Option<Duration>) -> chrono::Duration {
+    let wait = max_age.map_or(interval, |age| interval.max(age.min(MAX_POLL_DELAY)));
+    chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1))
+}
+
+/// When to poll again after `failures` failures in a row: exponential backoff from the
+/// poll interval, capped at a day; a server's `Retry-After` is honoured (up to a week).
+pub fn failure_delay(
+    interval: Duration,
+    failures: u32,
+    retry_after: Option<Duration>,
+) -> chrono::Duration {
+    let backoff = interval
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(MAX_POLL_DELAY);
+    let wait = match retry_after {
+        Some(asked) => backoff.max(asked.min(Duration::from_secs(7 * 24 * 60 * 60))),
+        None => backoff,
+    };
+    chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backs_off_exponentially_up_to_a_day() {
+        let m15 = Duration::from_secs(900);
+        assert_eq!(failure_delay(m15, 1, None), chrono::Duration::minutes(15));
+        assert_eq!(failure_delay(m15, 2, None), chrono::Duration::minutes(30));
+        assert_eq!(failure_delay(m15, 3, None), chrono::Duration::minutes(60));
+        assert_eq!(failure_delay(m15, 30, None), chrono::Duration::days(1));
+    }
+
+    #[test]
+    fn honours_retry_after_and_max_age() {
+        let m15 = Duration::from_secs(900);
+        assert_eq!(
+            failure_delay(m15, 1, Some(Duration::from_secs(7200))),
+            chrono::Duration::hours(2)
+        );
+        assert_eq!(
+            success_delay(m15, Some(Duration::from_secs(3600))),
+            chrono::Duration::hours(1)
+        );
+        assert_eq!(
+            success_delay(m15, Some(Duration::from_secs(60))),
+            chrono::Duration::minutes(15)
+        );
+        assert_eq!(
+            success_delay(m15, Some(Duration::from_secs(10 * 86_400))),
+            chrono::Duration::days(1)
+        );
+    }
+}

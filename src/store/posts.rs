@@ -1,0 +1,189 @@
+//! The `posts` table: insert what is new, update what was edited, never delete.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::sources::{PollRecord, record_success};
+use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
+use crate::domain::{NewPost, Post, PostId, SourceId, StableId};
+
+/// What storing one poll's posts changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub new: Vec<PostId>,
+    pub updated: Vec<PostId>,
+    pub unchanged: usize,
+}
+
+impl UpsertOutcome {
+    pub fn changed(&self) -> bool {
+        !self.new.is_empty() || !self.updated.is_empty()
+    }
+}
+
+/// Which posts to list.
+#[derive(Debug, Clone, Default)]
+pub struct PostFilter {
+    pub source: Option<String>,
+    pub limit: Option<usize>,
+}
+
+const POST_COLUMNS: &str =
+    "p.id, s.name AS source, p.stable_id, p.url, p.title, p.author, p.tags, p.published_at,
+     p.first_seen_at, p.updated_at, p.html, p.text, p.image, p.feed_summary";
+
+impl Store {
+    /// Stores one successful poll in a single transaction: new posts are inserted, edited
+    /// ones (same stable id, different content) updated, the rest left alone; the source's
+    /// validators are saved with them so that they never outrun the stored posts.
+    pub async fn store_poll(
+        &self,
+        source: SourceId,
+        record: &PollRecord,
+        posts: &[NewPost],
+        now: DateTime<Utc>,
+    ) -> Result<UpsertOutcome> {
+        let mut tx = self.pool.begin().await.doing("begin poll")?;
+        let known: HashMap<String, (i64, String)> =
+            sqlx::query("SELECT id, stable_id, content_hash FROM posts WHERE source_id = ?1")
+                .bind(source.0)
+                .fetch_all(&mut *tx)
+                .await
+                .doing("read known posts")?
+                .into_iter()
+                .map(|r| (r.get("stable_id"), (r.get("id"), r.get("content_hash"))))
+                .collect();
+
+        let mut outcome = UpsertOutcome::default();
+        let now_text = ts(now);
+        for post in posts {
+            let hash = post.content_hash();
+            let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
+            let published = post.published_at.map(ts);
+            match known.get(post.stable_id.as_str()) {
+                Some((_, old_hash)) if *old_hash == hash => outcome.unchanged += 1,
+                Some((id, _)) => {
+                    sqlx::query(
+                        "UPDATE posts SET url = ?2, title = ?3, author = ?4, tags = ?5, published_at = ?6,
+                             updated_at = ?7, html = ?8, text = ?9, image = ?10, feed_summary = ?11, content_hash = ?12
+                         WHERE id = ?1",
+                    )
+                    .bind(id)
+                    .bind(&post.url)
+                    .bind(&post.title)
+                    .bind(&post.author)
+                    .bind(&tags)
+                    .bind(&published)
+                    .bind(&now_text)
+                    .bind(&post.html)
+                    .bind(&post.text)
+                    .bind(&post.image)
+                    .bind(&post.feed_summary)
+                    .bind(&hash)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("update edited post")?;
+                    outcome.updated.push(PostId(*id));
+                }
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
+                             first_seen_at, updated_at, html, text, image, feed_summary, content_hash)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)
+                         RETURNING id",
+                    )
+                    .bind(source.0)
+                    .bind(post.stable_id.as_str())
+                    .bind(&post.url)
+                    .bind(&post.title)
+                    .bind(&post.author)
+                    .bind(&tags)
+                    .bind(&published)
+                    .bind(&now_text)
+                    .bind(&post.html)
+                    .bind(&post.text)
+                    .bind(&post.image)
+                    .bind(&post.feed_summary)
+                    .bind(&hash)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .doing("insert new post")?;
+                    outcome.new.push(PostId(id));
+                }
+            }
+        }
+        record_success(&mut tx, source, record).await?;
+        tx.commit().await.doing("commit poll")?;
+        Ok(outcome)
+    }
+
+    /// Posts, newest first (by published date, else first seen).
+    pub async fn list_posts(&self, filter: &PostFilter) -> Result<Vec<Post>> {
+        let limit = filter
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN sources s ON s.id = p.source_id
+             WHERE (?1 IS NULL OR s.name = ?1)
+             ORDER BY coalesce(p.published_at, p.first_seen_at) DESC, p.id DESC
+             LIMIT ?2"
+        )))
+        .bind(&filter.source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .doing("list posts")?;
+        rows.iter().map(post_from_row).collect()
+    }
+
+    /// One post by id.
+    pub async fn post(&self, id: PostId) -> Result<Option<Post>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN sources s ON s.id = p.source_id WHERE p.id = ?1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read post")?;
+        row.as_ref().map(post_from_row).transpose()
+    }
+
+    /// How many posts are stored (optionally for one source).
+    pub async fn count_posts(&self, source: Option<&str>) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM posts p JOIN sources s ON s.id = p.source_id WHERE (?1 IS NULL OR s.name = ?1)",
+        )
+        .bind(source)
+        .fetch_one(&self.pool)
+        .await
+        .doing("count posts")?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+}
+
+fn post_from_row(r: &SqliteRow) -> Result<Post> {
+    let tags_text: String = r.get("tags");
+    let tags: Vec<String> = serde_json::from_str(&tags_text).map_err(|_| Error::Corrupt {
+        what: "posts.tags",
+        value: tags_text.clone(),
+    })?;
+    Ok(Post {
+        id: PostId(r.get("id")),
+        source: r.get("source"),
+        stable_id: StableId::from_stored(r.get("stable_id")),
+        url: r.get("url"),
+        title: r.get("title"),
+        author: r.get("author"),
+        tags,
+        published_at: parse_opt_ts("posts.published_at", r.get("published_at"))?,
+        first_seen_at: parse_ts("posts.first_seen_at", &r.get::<String, _>("first_seen_at"))?,
+        updated_at: parse_ts("posts.updated_at", &r.get::<String, _>("updated_at"))?,
+        html: r.get("html"),
+        text: r.get("text"),
+        image: r.get("image"),
+        feed_summary: r.get("feed_summary"),
+    })
+}
