@@ -378,22 +378,9 @@ fn read_config(root: &mut TableReader<'_, '_>, p: &mut Problems, path: &Path) ->
 
     let mut sources = Vec::new();
     let mut source_lines: HashMap<String, usize> = HashMap::new();
-    let source_tables = root.tables(p, "sources");
-    for mut t in source_tables {
+    for mut t in root.tables(p, "sources") {
+        check_unique(p, &mut source_lines, &t, "source");
         if let Some(source) = read_source(&mut t, p, ingest.as_ref()) {
-            let line = p.line_of(t.span().start);
-            if let Some(first) = source_lines.get(&source.name) {
-                p.at_line(
-                    line,
-                    t.key("name"),
-                    format!(
-                        "duplicate source name \"{}\" (first defined at line {first})",
-                        source.name
-                    ),
-                );
-            } else {
-                source_lines.insert(source.name.clone(), line);
-            }
             sources.push(source);
         }
         t.finish(p);
@@ -416,20 +403,8 @@ fn read_config(root: &mut TableReader<'_, '_>, p: &mut Problems, path: &Path) ->
     let mut digests: Vec<DigestConfig> = Vec::new();
     let mut digest_lines: HashMap<String, usize> = HashMap::new();
     for mut t in root.tables(p, "digests") {
+        check_unique(p, &mut digest_lines, &t, "digest");
         if let Some(digest) = read_digest(&mut t, p, &source_lines) {
-            let line = p.line_of(t.span().start);
-            if let Some(first) = digest_lines.get(&digest.name) {
-                p.at_line(
-                    line,
-                    t.key("name"),
-                    format!(
-                        "duplicate digest name \"{}\" (first defined at line {first})",
-                        digest.name
-                    ),
-                );
-            } else {
-                digest_lines.insert(digest.name.clone(), line);
-            }
             digests.push(digest);
         }
         t.finish(p);
@@ -497,18 +472,30 @@ fn read_store(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<StoreConf
     Some(StoreConfig { url })
 }
 
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            timeout: Duration::from_secs(30),
+            max_body: 10 << 20,
+            max_redirects: 5,
+            poll_interval: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
 fn read_ingest(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<IngestConfig> {
-    let concurrency = t.integer(p, "concurrency", 1..=64).unwrap_or(4) as usize;
-    let timeout = positive(t, p, "timeout").unwrap_or(Duration::from_secs(30));
-    let max_body = t.size(p, "max_body").unwrap_or(10 << 20);
-    let max_redirects = t.integer(p, "max_redirects", 0..=10).unwrap_or(5) as usize;
-    let poll_interval = positive(t, p, "poll_interval").unwrap_or(Duration::from_secs(15 * 60));
+    let d = IngestConfig::default();
     Some(IngestConfig {
-        concurrency,
-        timeout,
-        max_body,
-        max_redirects,
-        poll_interval,
+        concurrency: t
+            .integer(p, "concurrency", 1..=64)
+            .map_or(d.concurrency, |n| n as usize),
+        timeout: positive(t, p, "timeout").unwrap_or(d.timeout),
+        max_body: t.size(p, "max_body").unwrap_or(d.max_body),
+        max_redirects: t
+            .integer(p, "max_redirects", 0..=10)
+            .map_or(d.max_redirects, |n| n as usize),
+        poll_interval: positive(t, p, "poll_interval").unwrap_or(d.poll_interval),
     })
 }
 
@@ -531,7 +518,8 @@ fn read_source(
     let max_body = t.size(p, "max_body");
     let base_url = t.parsed(p, "base_url", parse_http_url).map(|u| u.value);
     let enabled = t.bool(p, "enabled").unwrap_or(true);
-    let defaults = defaults?;
+    let fallback = IngestConfig::default();
+    let defaults = defaults.unwrap_or(&fallback);
     Some(SourceConfig {
         name: name?,
         location: location?.value,
@@ -753,6 +741,29 @@ fn read_http(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<HttpConfig
         None => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
     Some(HttpConfig { listen })
+}
+
+/// Reports a `name` already used by an earlier table of the same array.
+fn check_unique(
+    p: &mut Problems,
+    seen: &mut HashMap<String, usize>,
+    t: &TableReader<'_, '_>,
+    what: &str,
+) {
+    let (Some(name), Some(span)) = (t.peek_str("name"), t.span_of("name")) else {
+        return;
+    };
+    let line = p.line_of(span.start);
+    match seen.get(&name) {
+        Some(first) => p.at_line(
+            line,
+            t.key("name"),
+            format!("duplicate {what} name \"{name}\" (first defined at line {first})"),
+        ),
+        None => {
+            seen.insert(name, line);
+        }
+    }
 }
 
 /// A duration that must be above zero.

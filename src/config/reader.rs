@@ -146,6 +146,25 @@ impl<'a, 'i> TableReader<'a, 'i> {
         self.absent
     }
 
+    /// Where a key's value is, if the key is present.
+    pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v.span())
+    }
+
+    /// A string value without marking the key as read (for checks across tables).
+    pub fn peek_str(&self, key: &str) -> Option<String> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .and_then(|(_, v)| match v.get_ref() {
+                DeValue::String(s) => Some(s.to_string()),
+                _ => None,
+            })
+    }
+
     /// Whether the key is present (whatever its type).
     pub fn has(&self, key: &str) -> bool {
         self.table.iter().any(|(k, _)| k.get_ref().as_ref() == key)

@@ -7,7 +7,7 @@
 //! lead image. Entries repeated inside one feed are kept once. Nothing here decides what
 //! is new: the store does that by stable id and content hash.
 
-use feed_rs::model::{Entry, Feed, Link, Text};
+use feed_rs::model::{Entry, Feed, FeedType, Link, Text};
 use url::Url;
 
 use super::html::{self, Sanitizer};
@@ -52,39 +52,54 @@ impl Normalizer {
             site_url: site_url.map(String::from),
         };
         let feed_author = feed.authors.iter().find_map(|p| p.name.clone());
+        // Atom's type="text" and JSON Feed's content_text are plain text by definition; RSS
+        // has no such marker and its "plain" fields routinely carry escaped HTML.
+        let text_means_text = matches!(feed.feed_type, FeedType::Atom | FeedType::JSON);
         let mut seen = std::collections::HashSet::new();
         let posts = feed
             .entries
             .iter()
-            .map(|entry| self.normalize_entry(entry, base.as_ref(), feed_author.as_deref()))
+            .map(|entry| {
+                self.normalize_entry(
+                    entry,
+                    base.as_ref(),
+                    feed_author.as_deref(),
+                    text_means_text,
+                )
+            })
             .filter(|post| seen.insert(post.stable_id.clone()))
             .collect();
         (meta, posts)
     }
 
-    /// Normalizes one entry.
+    /// Normalizes one entry. `text_means_text`: whether a text/plain body is really plain
+    /// text (Atom, JSON Feed) or possibly HTML (RSS).
     pub fn normalize_entry(
         &self,
         entry: &Entry,
         base: Option<&Url>,
         feed_author: Option<&str>,
+        text_means_text: bool,
     ) -> NewPost {
         let url = alternate_link(&entry.links).and_then(|href| absolute(href, base));
         let content_base = url.as_ref().or(base);
 
         // Content: the full body when there is one, else the summary (RSS <description>).
+        let is_plain = |body: &str, content_type: &str| {
+            content_type.eq_ignore_ascii_case("text/plain")
+                && (text_means_text || !looks_like_markup(body))
+        };
         let body = entry.content.as_ref().and_then(|c| {
-            c.body.as_ref().map(|b| {
-                (
-                    b.as_str(),
-                    c.content_type.as_str().eq_ignore_ascii_case("text/plain"),
-                )
-            })
+            c.body
+                .as_ref()
+                .map(|b| (b.as_str(), is_plain(b, c.content_type.as_str())))
         });
-        let summary = entry
-            .summary
-            .as_ref()
-            .map(|s| (s.content.as_str(), is_plain(s)));
+        let summary = entry.summary.as_ref().map(|s| {
+            (
+                s.content.as_str(),
+                is_plain(&s.content, s.content_type.as_str()),
+            )
+        });
         let (raw_html, feed_summary) = match (body, summary) {
             (Some(body), summary) => (
                 to_html(body),
@@ -166,14 +181,9 @@ impl Normalizer {
     }
 }
 
-fn is_plain(t: &Text) -> bool {
-    t.content_type.as_str().eq_ignore_ascii_case("text/plain")
-}
-
-/// Body text as HTML: plain text (JSON Feed `content_text`, Atom `type="text"`) is escaped.
-/// feed-rs labels RSS descriptions as plain text too, so text with tags is treated as HTML.
+/// Body text as HTML: plain text is escaped into paragraphs.
 fn to_html((body, plain): (&str, bool)) -> String {
-    if plain && !looks_like_markup(body) {
+    if plain {
         html::text_to_html(body)
     } else {
         body.to_owned()

@@ -1,1 +1,9 @@
+//! Integration tests, one binary: real SQLite files in temp dirs, feeds served over real
+//! HTTP on 127.0.0.1, and the real `herald` binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod feeds;
+mod http;
+mod support;

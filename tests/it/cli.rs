@@ -1,0 +1,247 @@
+//! The real `herald` binary: exit codes, output, and the example blog end to end.
+
+use std::path::Path;
+
+use crate::support::{FeedServer, TestEnv, fixture, fixtures, source};
+
+/// Copies the example blog into the env so a file source can read it.
+fn with_example_blog(env: &TestEnv) {
+    let dir = env.dir.path().join("examples/blog");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/blog/feed.xml"),
+        dir.join("feed.xml"),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn check_config_passes_on_the_default_config() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("check-config")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HERALD_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("config/herald.toml: ok"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_config_lists_every_problem_with_file_line_and_key() {
+    let path = fixtures().join("config/broken.toml");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check-config")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The fixture marks each expected problem with "# <- line N".
+    let text = std::fs::read_to_string(&path).unwrap();
+    let expected: Vec<usize> = text
+        .lines()
+        .filter_map(|l| l.split("# <- line ").nth(1))
+        .map(|rest| rest.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    let reported: Vec<usize> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{}:", path.display())))
+        .map(|rest| rest.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(reported, expected, "{stderr}");
+    for needle in [
+        ":4: site.base_url: \"not a url\" is not a valid URL",
+        ":18: sources[1].name: duplicate source name \"blog\" (first defined at line 14)",
+        ":20: sources[1].pol_interval: unknown key `pol_interval` (did you mean `poll_interval`?)",
+        ":22: sources[2].name: missing required key `name`",
+        ":27: digests[0].schedule: \"every monday\" is not a cron schedule",
+        ":28: digests[0].timezone: \"Europe/Atlantis\" is not a known IANA time zone",
+        ":29: digests[0].sources[1]: no source named \"nope\"",
+        ":33: smtp.password: the SMTP password is a secret: set HERALD_SMTP_PASSWORD",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in\n{stderr}");
+    }
+    assert!(!stderr.contains("hunter2"), "a secret was echoed");
+    assert!(stderr.contains(&format!(
+        "{}: {} problems in the config",
+        path.display(),
+        expected.len()
+    )));
+}
+
+#[tokio::test]
+async fn errors_on_invalid_toml_with_its_line() {
+    let env = TestEnv::new("[[sources]\nname = \"x\"\n");
+    let (code, _, stderr) = env.run(&["check-config"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("herald.toml:11: invalid TOML"), "{stderr}");
+}
+
+#[tokio::test]
+async fn errors_on_usage_with_exit_code_1() {
+    let env = TestEnv::new("");
+    let (code, _, stderr) = env.run(&["poll", "--no-such-flag"]).await;
+    assert_eq!(code, 1, "{stderr}");
+    let (code, _, stderr) = env.run(&["posts", "show", "not-a-number"]).await;
+    assert_eq!(code, 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn polls_the_example_blog_twice_without_duplicates() {
+    let env = TestEnv::new(&source("field-notes", "examples/blog/feed.xml"));
+    with_example_blog(&env);
+    let (code, stdout, stderr) = env.run(&["poll"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("field-notes: 14 new, 0 updated, 0 unchanged (14 entries)"),
+        "{stdout}"
+    );
+    assert!(
+        env.dir.path().join("data/herald.db").exists(),
+        "a real SQLite file"
+    );
+
+    let (code, stdout, _) = env.run(&["poll"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("polled 1 source: 0 new posts, 0 failed"),
+        "{stdout}"
+    );
+
+    // Touching the file forces a re-read; every post is then recognised as unchanged.
+    let feed = env.dir.path().join("examples/blog/feed.xml");
+    let text = std::fs::read_to_string(&feed).unwrap();
+    std::fs::write(&feed, format!("{text}\n")).unwrap();
+    let (_, stdout, _) = env.run(&["poll"]).await;
+    assert!(
+        stdout.contains("field-notes: 0 new, 0 updated, 14 unchanged (14 entries)"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = env.run(&["posts", "list", "--json"]).await;
+    assert_eq!(code, 0);
+    let posts: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(posts.len(), 14);
+    let mut ids: Vec<&str> = posts
+        .iter()
+        .map(|p| p["stable_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 14, "stable ids are unique");
+    for post in &posts {
+        assert!(
+            post["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://blog.example.org/posts/")
+        );
+        let html = post["html"].as_str().unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!has_event_handler(html), "{html}");
+        for src in html.split("src=\"").skip(1) {
+            assert!(src.starts_with("https://"), "relative image left in {html}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn posts_list_and_show_print_what_is_stored() {
+    let env = TestEnv::new(&source("field-notes", "examples/blog/feed.xml"));
+    with_example_blog(&env);
+    env.run(&["poll"]).await;
+    let (code, stdout, _) = env.run(&["posts", "list", "--limit", "3"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    // newest first, by published date (the undated post is dated by when herald saw it)
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("Keeping a sourdough starter alive"),
+        "{stdout}"
+    );
+
+    let (code, stdout, _) = env.run(&["posts", "show", "2"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("Bread, Butter & the Art of Waiting\u{2026}\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tags:       Baking, Sourdough"));
+
+    let (code, _, stderr) = env.run(&["posts", "show", "999"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no post with id 999"), "{stderr}");
+    let (code, _, stderr) = env.run(&["posts", "list", "--source", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no source named \"nope\""), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_broken_source_exits_2_naming_it_while_the_others_are_stored() {
+    let server = FeedServer::start(fixture("atom.xml")).await;
+    let env = TestEnv::new(&format!(
+        "{}{}{}",
+        source("good", &server.url("/feed.xml")),
+        source("missing", &server.url("/status/404")),
+        source("local", "no/such/file.xml"),
+    ));
+    let (code, stdout, stderr) = env.run(&["poll"]).await;
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.contains("good: 2 new"), "{stdout}");
+    assert!(
+        stdout.contains("missing: FAILED: source \"missing\":"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("HTTP 404"), "{stdout}");
+    assert!(
+        stdout.contains("local: FAILED: source \"local\": cannot read no/such/file.xml"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("source \"missing\""),
+        "the failure is logged: {stderr}"
+    );
+
+    let (_, stdout, _) = env.run(&["posts", "list", "--json"]).await;
+    let posts: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(posts.len(), 2);
+
+    // the next poll answers 304 for the good source
+    let (code, stdout, _) = env.run(&["poll", "--source", "good"]).await;
+    assert_eq!(code, 0);
+    assert!(stdout.contains("good: not modified"), "{stdout}");
+}
+
+#[tokio::test]
+async fn poll_of_an_unknown_source_is_a_usage_error() {
+    let env = TestEnv::new(&source("field-notes", "examples/blog/feed.xml"));
+    let (code, _, stderr) = env.run(&["poll", "--source", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("no source named \"nope\" (sources: field-notes)"),
+        "{stderr}"
+    );
+}
+
+/// Whether any tag carries an `on...=` attribute.
+fn has_event_handler(html: &str) -> bool {
+    html.split('<').skip(1).any(|tag| {
+        let tag = tag.split('>').next().unwrap_or("");
+        tag.split_whitespace()
+            .skip(1)
+            .any(|attr| attr.to_ascii_lowercase().starts_with("on") && attr.contains('='))
+    })
+}
