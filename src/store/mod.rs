@@ -117,6 +117,17 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// Starts a transaction that will write. `BEGIN IMMEDIATE` takes the write lock up
+    /// front: a deferred transaction that reads first and writes later fails with
+    /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, which no busy
+    /// timeout can cure.
+    pub(crate) async fn begin_write(
+        &self,
+        what: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.doing(what)
+    }
+
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

@@ -46,7 +46,7 @@ impl Store {
         posts: &[NewPost],
         now: DateTime<Utc>,
     ) -> Result<UpsertOutcome> {
-        let mut tx = self.pool.begin().await.doing("begin poll")?;
+        let mut tx = self.begin_write("begin poll").await?;
         let known: HashMap<String, (i64, String)> =
             sqlx::query("SELECT id, stable_id, content_hash FROM posts WHERE source_id = ?1")
                 .bind(source.0)

@@ -40,7 +40,7 @@ impl Store {
         sources: &[SourceConfig],
         now: DateTime<Utc>,
     ) -> Result<HashMap<String, SourceId>> {
-        let mut tx = self.pool.begin().await.doing("begin source sync")?;
+        let mut tx = self.begin_write("begin source sync").await?;
         let mut ids = HashMap::new();
         for source in sources {
             let id: i64 = sqlx::query_scalar(
