@@ -102,6 +102,15 @@ pub fn escape_into(out: &mut String, s: &str) {
 
 /// Elements that start a new line in the plain text.
 fn is_block(name: &str) -> bool {
+    // ammonia serializes lower-case names; anything else is treated the same way.
+    let mut lower = [0u8; 10];
+    if name.len() > lower.len() {
+        return false;
+    }
+    for (l, b) in lower.iter_mut().zip(name.bytes()) {
+        *l = b.to_ascii_lowercase();
+    }
+    let name = std::str::from_utf8(&lower[..name.len()]).unwrap_or("");
     matches!(
         name,
         "p" | "div"
@@ -141,79 +150,89 @@ fn is_block(name: &str) -> bool {
 /// Plain text of sanitized HTML: one line per block, whitespace folded within a line,
 /// entities decoded, control characters dropped.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() / 2);
-    let mut pending_space = false;
-    let mut pending_break = false;
+    let mut out = TextBuilder {
+        out: String::with_capacity(html.len() / 2),
+        space: false,
+        newline: false,
+    };
     let bytes = html.as_bytes();
     let mut i = 0;
     let mut run_start = 0;
-
-    // Emits the text run [run_start, end) with whitespace folding.
-    let flush =
-        |out: &mut String, text: &str, pending_space: &mut bool, pending_break: &mut bool| {
-            for c in text.chars() {
-                if c.is_whitespace() || c == '\u{a0}' {
-                    *pending_space = true;
-                } else if !is_control(c) {
-                    if *pending_break && !out.is_empty() {
-                        out.push('\n');
-                    } else if *pending_space && !out.is_empty() && !out.ends_with('\n') {
-                        out.push(' ');
-                    }
-                    *pending_break = false;
-                    *pending_space = false;
-                    out.push(c);
-                }
-            }
-        };
-
     while i < bytes.len() {
         match bytes[i] {
             b'<' => {
-                flush(
-                    &mut out,
-                    &html[run_start..i],
-                    &mut pending_space,
-                    &mut pending_break,
-                );
+                out.push_text(&html[run_start..i]);
                 let end = tag_end(bytes, i);
                 let name = tag_name(&html[i + 1..end]);
-                if is_block(&name) {
-                    pending_break = true;
-                } else if name == "img" {
-                    pending_space = true;
+                if is_block(name) {
+                    out.newline = true;
+                } else if name.eq_ignore_ascii_case("img") {
+                    out.space = true;
                 }
                 i = end + 1;
                 run_start = i;
             }
             b'&' => {
-                flush(
-                    &mut out,
-                    &html[run_start..i],
-                    &mut pending_space,
-                    &mut pending_break,
-                );
+                out.push_text(&html[run_start..i]);
                 let (decoded, len) = decode_entity(&html[i..]);
                 let mut buf = [0u8; 4];
-                flush(
-                    &mut out,
-                    decoded.encode_utf8(&mut buf),
-                    &mut pending_space,
-                    &mut pending_break,
-                );
+                out.push_text(decoded.encode_utf8(&mut buf));
                 i += len;
                 run_start = i;
             }
             _ => i += 1,
         }
     }
-    flush(
-        &mut out,
-        &html[run_start.min(html.len())..],
-        &mut pending_space,
-        &mut pending_break,
-    );
-    out
+    out.push_text(&html[run_start.min(html.len())..]);
+    out.out
+}
+
+/// Appends text runs with whitespace folding; a pending line break wins over a space.
+struct TextBuilder {
+    out: String,
+    space: bool,
+    newline: bool,
+}
+
+impl TextBuilder {
+    fn push_text(&mut self, text: &str) {
+        // Copy runs of ordinary characters as slices; look at each character only where
+        // it might be white space or a control character.
+        let mut word_start: Option<usize> = None;
+        for (i, c) in text.char_indices() {
+            let special = if c.is_ascii() {
+                c.is_ascii_whitespace() || c.is_ascii_control()
+            } else {
+                c.is_whitespace() || c == '\u{a0}' || is_control(c)
+            };
+            if special {
+                if let Some(start) = word_start.take() {
+                    self.push_word(&text[start..i]);
+                }
+                if c.is_whitespace() || c == '\u{a0}' {
+                    self.space = true;
+                }
+            } else if word_start.is_none() {
+                word_start = Some(i);
+            }
+        }
+        if let Some(start) = word_start {
+            self.push_word(&text[start..]);
+        }
+    }
+
+    fn push_word(&mut self, word: &str) {
+        if !self.out.is_empty() {
+            if self.newline {
+                self.out.push('\n');
+            } else if self.space && !self.out.ends_with('\n') {
+                self.out.push(' ');
+            }
+        }
+        self.newline = false;
+        self.space = false;
+        self.out.push_str(word);
+    }
 }
 
 /// Index of the `>` closing the tag that starts at `start` (quotes respected).
@@ -234,20 +253,23 @@ fn tag_end(bytes: &[u8], start: usize) -> usize {
     bytes.len().saturating_sub(1).max(start)
 }
 
-/// Lower-case element name of a tag's inside (`/p`, `img src=...` → `p`, `img`).
-fn tag_name(inside: &str) -> String {
-    inside
-        .trim_start_matches('/')
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// Element name of a tag's inside (`/p`, `img src=...` → `p`, `img`).
+fn tag_name(inside: &str) -> &str {
+    let name = inside.trim_start_matches('/');
+    let end = name
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(name.len());
+    &name[..end]
 }
 
 /// Decodes the entity at the start of `s`; returns the character and the bytes consumed.
 /// An unknown or malformed entity is the literal `&`.
 fn decode_entity(s: &str) -> (char, usize) {
-    let Some(semi) = s[..s.len().min(12)].find(';') else {
+    // Byte search: the 12-byte window may end inside a multi-byte character.
+    let Some(semi) = s.as_bytes()[..s.len().min(12)]
+        .iter()
+        .position(|b| *b == b';')
+    else {
         return ('&', 1);
     };
     let name = &s[1..semi];
@@ -407,6 +429,21 @@ mod tests {
         );
         assert_eq!(s.inline_text("AT&T \u{0007}rocks\n"), "AT&T rocks");
         assert_eq!(s.inline_text("x<script>alert(1)</script>y"), "xy");
+    }
+
+    #[test]
+    fn survives_entities_next_to_multibyte_text() {
+        // The entity lookahead window used to end inside "é" and panic.
+        assert_eq!(
+            html_to_text(
+                "a &amp\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}; b &\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}x"
+            ),
+            "a &amp\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}; b &\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}x"
+        );
+        assert_eq!(
+            decode_attribute("&\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"),
+            "&\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@ use url::Url;
 use super::html::{self, Sanitizer};
 use crate::domain::{NewPost, StableId};
 
+/// Feeds with at least this many entries are normalized on several threads.
+const PARALLEL_FROM: usize = 128;
+
 /// What the feed says about itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FeedMeta {
@@ -55,18 +58,46 @@ impl Normalizer {
         // Atom's type="text" and JSON Feed's content_text are plain text by definition; RSS
         // has no such marker and its "plain" fields routinely carry escaped HTML.
         let text_means_text = matches!(feed.feed_type, FeedType::Atom | FeedType::JSON);
-        let mut seen = std::collections::HashSet::new();
-        let posts = feed
-            .entries
-            .iter()
-            .map(|entry| {
-                self.normalize_entry(
-                    entry,
-                    base.as_ref(),
-                    feed_author.as_deref(),
-                    text_means_text,
-                )
+        let normalize = |entries: &[Entry]| -> Vec<NewPost> {
+            entries
+                .iter()
+                .map(|entry| {
+                    self.normalize_entry(
+                        entry,
+                        base.as_ref(),
+                        feed_author.as_deref(),
+                        text_means_text,
+                    )
+                })
+                .collect()
+        };
+        // Sanitizing is most of the work and entries are independent: big feeds are split
+        // across the cores.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
+        let normalized: Vec<NewPost> = if feed.entries.len() >= PARALLEL_FROM && threads > 1 {
+            let chunk = feed.entries.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = feed
+                    .entries
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || normalize(part)))
+                    .collect();
+                parts
+                    .into_iter()
+                    .flat_map(|p| {
+                        p.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
             })
+        } else {
+            normalize(&feed.entries)
+        };
+        let mut seen = std::collections::HashSet::new();
+        let posts = normalized
+            .into_iter()
             .filter(|post| seen.insert(post.stable_id.clone()))
             .collect();
         (meta, posts)

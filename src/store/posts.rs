@@ -9,6 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use super::sources::{PollRecord, record_success};
 use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
 use crate::domain::{NewPost, Post, PostId, SourceId, StableId};
+use crate::ingest::html::html_to_text;
 
 /// What storing one poll's posts changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,9 +32,12 @@ pub struct PostFilter {
     pub limit: Option<usize>,
 }
 
+/// New posts per INSERT statement (14 values each, well under SQLite's 32,766 limit).
+const INSERT_BATCH: usize = 64;
+
 const POST_COLUMNS: &str =
     "p.id, s.name AS source, p.stable_id, p.url, p.title, p.author, p.tags, p.published_at,
-     p.first_seen_at, p.updated_at, p.html, p.text, p.image, p.feed_summary";
+     p.first_seen_at, p.updated_at, p.html, p.image, p.feed_summary";
 
 impl Store {
     /// Stores one successful poll in a single transaction: new posts are inserted, edited
@@ -59,16 +63,16 @@ impl Store {
 
         let mut outcome = UpsertOutcome::default();
         let now_text = ts(now);
+        let mut fresh: Vec<(&NewPost, String)> = Vec::new();
         for post in posts {
             let hash = post.content_hash();
-            let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
-            let published = post.published_at.map(ts);
             match known.get(post.stable_id.as_str()) {
                 Some((_, old_hash)) if *old_hash == hash => outcome.unchanged += 1,
                 Some((id, _)) => {
+                    let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
                     sqlx::query(
                         "UPDATE posts SET url = ?2, title = ?3, author = ?4, tags = ?5, published_at = ?6,
-                             updated_at = ?7, html = ?8, text = ?9, image = ?10, feed_summary = ?11, content_hash = ?12
+                             updated_at = ?7, html = ?8, image = ?9, feed_summary = ?10, content_hash = ?11
                          WHERE id = ?1",
                     )
                     .bind(id)
@@ -76,10 +80,9 @@ impl Store {
                     .bind(&post.title)
                     .bind(&post.author)
                     .bind(&tags)
-                    .bind(&published)
+                    .bind(post.published_at.map(ts))
                     .bind(&now_text)
                     .bind(&post.html)
-                    .bind(&post.text)
                     .bind(&post.image)
                     .bind(&post.feed_summary)
                     .bind(&hash)
@@ -88,33 +91,51 @@ impl Store {
                     .doing("update edited post")?;
                     outcome.updated.push(PostId(*id));
                 }
-                None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
-                             first_seen_at, updated_at, html, text, image, feed_summary, content_hash)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13)
-                         RETURNING id",
-                    )
-                    .bind(source.0)
-                    .bind(post.stable_id.as_str())
-                    .bind(&post.url)
-                    .bind(&post.title)
-                    .bind(&post.author)
-                    .bind(&tags)
-                    .bind(&published)
-                    .bind(&now_text)
-                    .bind(&post.html)
-                    .bind(&post.text)
-                    .bind(&post.image)
-                    .bind(&post.feed_summary)
-                    .bind(&hash)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .doing("insert new post")?;
-                    outcome.new.push(PostId(id));
-                }
+                None => fresh.push((post, hash)),
             }
         }
+        // New posts go in many rows per statement: one round trip per statement is most of
+        // the cost of an insert.
+        let mut ids_by_stable: HashMap<String, i64> = HashMap::with_capacity(fresh.len());
+        for chunk in fresh.chunks(INSERT_BATCH) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
+                     first_seen_at, updated_at, html, image, feed_summary, content_hash) ",
+            );
+            insert.push_values(chunk, |mut row, (post, hash)| {
+                row.push_bind(source.0)
+                    .push_bind(post.stable_id.as_str())
+                    .push_bind(post.url.as_deref())
+                    .push_bind(post.title.as_str())
+                    .push_bind(post.author.as_deref())
+                    .push_bind(serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(post.published_at.map(ts))
+                    .push_bind(now_text.as_str())
+                    .push_bind(now_text.as_str())
+                    .push_bind(post.html.as_str())
+                    .push_bind(post.image.as_deref())
+                    .push_bind(post.feed_summary.as_deref())
+                    .push_bind(hash.as_str());
+            });
+            insert.push(" RETURNING id, stable_id");
+            for row in insert
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .doing("insert new posts")?
+            {
+                ids_by_stable.insert(row.get("stable_id"), row.get("id"));
+            }
+        }
+        // Report ids in feed order.
+        outcome.new = fresh
+            .iter()
+            .filter_map(|(p, _)| {
+                ids_by_stable
+                    .get(p.stable_id.as_str())
+                    .map(|id| PostId(*id))
+            })
+            .collect();
         record_success(&mut tx, source, record).await?;
         tx.commit().await.doing("commit poll")?;
         Ok(outcome)
@@ -170,6 +191,9 @@ fn post_from_row(r: &SqliteRow) -> Result<Post> {
         what: "posts.tags",
         value: tags_text.clone(),
     })?;
+    let html: String = r.get("html");
+    // The text is derived from the HTML rather than stored twice.
+    let text = html_to_text(&html);
     Ok(Post {
         id: PostId(r.get("id")),
         source: r.get("source"),
@@ -181,8 +205,8 @@ fn post_from_row(r: &SqliteRow) -> Result<Post> {
         published_at: parse_opt_ts("posts.published_at", r.get("published_at"))?,
         first_seen_at: parse_ts("posts.first_seen_at", &r.get::<String, _>("first_seen_at"))?,
         updated_at: parse_ts("posts.updated_at", &r.get::<String, _>("updated_at"))?,
-        html: r.get("html"),
-        text: r.get("text"),
+        html,
+        text,
         image: r.get("image"),
         feed_summary: r.get("feed_summary"),
     })

@@ -30,8 +30,7 @@ CREATE TABLE posts (
     published_at  TEXT,                          -- as the source says; may be missing
     first_seen_at TEXT    NOT NULL,              -- digest windows are defined by this
     updated_at    TEXT    NOT NULL,              -- last time a changed version was stored
-    html          TEXT    NOT NULL,              -- sanitized, absolute URLs
-    text          TEXT    NOT NULL,
+    html          TEXT    NOT NULL,              -- sanitized, absolute URLs; plain text is derived from it
     image         TEXT,
     feed_summary  TEXT,
     content_hash  TEXT    NOT NULL,

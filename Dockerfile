@@ -1,0 +1,34 @@
+# syntax=docker/dockerfile:1
+# Build: docker build -t herald .
+# Run:   docker run --rm -v herald-data:/app/data herald poll
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# gcc builds the bundled SQLite and aws-lc (rustls' crypto); nothing else is needed.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY tests ./tests
+COPY benches ./benches
+RUN cargo build --release --locked --bin herald
+
+FROM debian:bookworm-slim
+# ca-certificates: HTTPS feeds and TLS to the SMTP relay verify against the system roots.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /app --no-create-home herald
+WORKDIR /app
+COPY --from=build /src/target/release/herald /usr/local/bin/herald
+COPY config ./config
+COPY templates ./templates
+COPY examples ./examples
+RUN mkdir -p data outbox public && chown herald:herald data outbox public
+USER herald
+# The database (and everything herald must not lose) lives here.
+VOLUME ["/app/data"]
+EXPOSE 8080
+ENTRYPOINT ["herald"]
+CMD ["poll"]
