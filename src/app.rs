@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, Command, PollArgs, PostsCommand};
+use crate::cli::{Cli, Command, EnrichArgs, PollArgs, PostsCommand};
 use crate::clock::SystemClock;
 use crate::config::{self, Config};
-use crate::domain::{Post, PostId};
-use crate::pipeline::{Herald, PollOutcome};
+use crate::domain::{Post, PostId, RelatedPost};
+use crate::pipeline::{EnrichReport, EnrichScope, Herald, PollOutcome};
 use crate::store::PostFilter;
 
 /// How a command ended, for the exit code.
@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::CheckConfig => check_config(&config),
         Command::Poll(args) => poll(config, args).await,
+        Command::Enrich(args) => enrich(config, args).await,
         Command::Posts(cmd) => posts(config, cmd).await,
     }
 }
@@ -97,6 +98,10 @@ async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
             PollOutcome::Failed { error, .. } => writeln!(out, "{}: FAILED: {error}", source.name)?,
         }
     }
+    if report.changed() {
+        let enriched = herald.enrich(EnrichScope::Stale).await?;
+        write_enrich_report(&mut out, &enriched)?;
+    }
     let failed = report.failed();
     writeln!(
         out,
@@ -113,6 +118,36 @@ async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
     } else {
         Outcome::Success
     })
+}
+
+async fn enrich(config: Config, args: EnrichArgs) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let scope = if args.rebuild {
+        EnrichScope::Rebuild
+    } else {
+        EnrichScope::Stale
+    };
+    let report = herald.enrich(scope).await?;
+    let mut out = std::io::stdout().lock();
+    write_enrich_report(&mut out, &report)?;
+    herald.store.close().await;
+    Ok(Outcome::Success)
+}
+
+fn write_enrich_report(out: &mut impl Write, report: &EnrichReport) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "enriched: {} summar{}, {} related list{}{}",
+        report.summarized,
+        if report.summarized == 1 { "y" } else { "ies" },
+        report.related_lists,
+        if report.related_lists == 1 { "" } else { "s" },
+        if report.rebuilt {
+            " (index rebuilt)"
+        } else {
+            ""
+        }
+    )
 }
 
 async fn posts(config: Config, cmd: PostsCommand) -> Result<Outcome> {
@@ -156,11 +191,16 @@ async fn posts(config: Config, cmd: PostsCommand) -> Result<Outcome> {
             let Some(post) = herald.store.post(PostId(id)).await? else {
                 bail!("no post with id {id} (see `herald posts list`)");
             };
+            let related = herald.store.related_posts(post.id).await?;
+            let summary_source = herald.store.summary_source(post.id).await?;
             if json {
-                serde_json::to_writer_pretty(&mut out, &post)?;
+                let mut value = serde_json::to_value(&post)?;
+                value["summary_source"] = serde_json::json!(summary_source);
+                value["related"] = serde_json::to_value(&related)?;
+                serde_json::to_writer_pretty(&mut out, &value)?;
                 writeln!(out)?;
             } else {
-                write_post(&mut out, &post)?;
+                write_post(&mut out, &post, summary_source.as_deref(), &related)?;
             }
         }
     }
@@ -168,7 +208,12 @@ async fn posts(config: Config, cmd: PostsCommand) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn write_post(out: &mut impl Write, post: &Post) -> std::io::Result<()> {
+fn write_post(
+    out: &mut impl Write,
+    post: &Post,
+    summary_source: Option<&str>,
+    related: &[RelatedPost],
+) -> std::io::Result<()> {
     writeln!(out, "{}", post.title)?;
     writeln!(out, "{}", "=".repeat(post.title.chars().count().min(78)))?;
     writeln!(out, "id:         {}", post.id)?;
@@ -192,11 +237,48 @@ fn write_post(out: &mut impl Write, post: &Post) -> std::io::Result<()> {
         writeln!(out, "image:      {image}")?;
     }
     writeln!(out)?;
+    match &post.summary {
+        Some(summary) => {
+            let how = match summary_source {
+                Some("feed") => "from the feed",
+                Some("whole") => "the whole post",
+                _ => "extracted",
+            };
+            writeln!(
+                out,
+                "Summary ({} words, {how}):",
+                summary.split_whitespace().count()
+            )?;
+            writeln!(out, "{}", indent(&wrap(summary, 76), "  "))?;
+        }
+        None => writeln!(out, "Summary: not written yet (run `herald enrich`)")?,
+    }
+    writeln!(out)?;
+    if related.is_empty() {
+        writeln!(out, "Related: none")?;
+    } else {
+        writeln!(out, "Related:")?;
+        for r in related {
+            writeln!(out, "  {:.2}  #{}  {}", r.score, r.id, r.title)?;
+            if let Some(url) = &r.url {
+                writeln!(out, "              {url}")?;
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "Text:")?;
     for line in post.text.lines() {
         writeln!(out, "{}", wrap(line, 78))?;
         writeln!(out)?;
     }
     Ok(())
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Wraps a line of text at word boundaries.

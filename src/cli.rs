@@ -28,9 +28,18 @@ pub enum Command {
     CheckConfig,
     /// Fetch sources now and store their new and edited posts
     Poll(PollArgs),
+    /// Write summaries and related posts for posts that need them
+    Enrich(EnrichArgs),
     /// Inspect stored posts
     #[command(subcommand)]
     Posts(PostsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// Recompute every summary and rebuild the related-posts index from scratch
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,8 @@
 //! [`config::Config`]; [`ingest`] fetches each source (conditional GET, size and time
 //! limits), parses it with feed-rs and normalizes every entry into a [`domain::Post`]
 //! (stable id, sanitized HTML with absolute URLs, plain text, lead image); [`store`] keeps
-//! sources and posts in SQLite so a post seen once is never lost or duplicated.
+//! sources and posts in SQLite so a post seen once is never lost or duplicated;
+//! [`enrich`] writes each post's summary and its related posts.
 //! [`pipeline`] is the only module that chains the stages; [`app`] maps CLI commands onto
 //! it. Wall time is read only through [`clock`].
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod enrich;
 pub mod ingest;
 pub mod pipeline;
 pub mod store;

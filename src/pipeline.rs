@@ -16,6 +16,8 @@ use url::Url;
 use crate::clock::SharedClock;
 use crate::config::{Config, SourceConfig};
 use crate::domain::SourceId;
+use crate::enrich::related::RelatedIndex;
+use crate::enrich::{Enricher, doc_for};
 use crate::ingest::{self, Fetched, Fetcher, Normalizer};
 use crate::store::{PollRecord, Store, UpsertOutcome};
 
@@ -30,6 +32,27 @@ pub struct Herald {
     pub clock: SharedClock,
     fetcher: Fetcher,
     normalizer: Arc<Normalizer>,
+    enricher: Arc<Enricher>,
+    /// The related-posts index, loaded on first use and then kept up to date.
+    related: Arc<tokio::sync::Mutex<Option<RelatedIndex>>>,
+}
+
+/// Which posts to enrich.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrichScope {
+    /// Posts never enriched or changed since (what a poll just stored).
+    Stale,
+    /// Every post: all summaries again and the related index rebuilt from scratch.
+    Rebuild,
+}
+
+/// What an enrichment run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnrichReport {
+    pub summarized: usize,
+    pub related_lists: usize,
+    /// Whether every related list was recomputed.
+    pub rebuilt: bool,
 }
 
 /// Why a run could not start.
@@ -41,6 +64,8 @@ pub enum Error {
     Client(#[from] reqwest::Error),
     #[error("no source named \"{name}\" (sources: {known})")]
     UnknownSource { name: String, known: String },
+    #[error("a worker thread crashed: {0}")]
+    Panicked(String),
 }
 
 /// What happened to one source in a poll.
@@ -104,12 +129,15 @@ impl Herald {
         let store = Store::open(&config.store.url).await?;
         store.sync_sources(&config.sources, clock.now()).await?;
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
+        let enricher = Arc::new(Enricher::new(&config.enrich));
         Ok(Self {
             config: Arc::new(config),
             store,
             clock,
             fetcher,
             normalizer: Arc::new(Normalizer::new()),
+            enricher,
+            related: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
@@ -156,6 +184,123 @@ impl Herald {
             .await;
         sources.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(PollReport { sources })
+    }
+
+    /// Writes summaries and related lists: for posts that need them, or for all.
+    ///
+    /// Incremental runs add the changed posts to the related index (loaded from the
+    /// stored terms on first use, never re-read from the posts' text) and recompute only
+    /// their lists and the lists that mention them. When most posts are new (a first run)
+    /// or on `Rebuild`, every list is recomputed from a freshly built index.
+    pub async fn enrich(&self, scope: EnrichScope) -> Result<EnrichReport, Error> {
+        let posts = match scope {
+            EnrichScope::Stale => self.store.posts_needing_enrichment().await?,
+            EnrichScope::Rebuild => self.store.all_posts().await?,
+        };
+        if posts.is_empty() && scope == EnrichScope::Stale {
+            return Ok(EnrichReport::default());
+        }
+        let enricher = Arc::clone(&self.enricher);
+        let (posts, enriched) = tokio::task::spawn_blocking(move || {
+            let enriched = enricher.enrich_posts(&posts);
+            (posts, enriched)
+        })
+        .await
+        .map_err(|e| Error::Panicked(e.to_string()))?;
+        self.store.save_enrichment(&enriched).await?;
+        let summarized = enriched.len();
+
+        let mut cached = self.related.lock().await;
+        let total = self.store.count_posts(None).await? as usize;
+        let rebuild = scope == EnrichScope::Rebuild || cached.is_none() && posts.len() * 2 > total;
+        let params = self.enricher.params();
+        let changed: Vec<i64> = posts.iter().map(|p| p.id.0).collect();
+        let (index, lists) = if rebuild {
+            let docs = if scope == EnrichScope::Rebuild {
+                posts
+                    .iter()
+                    .zip(enriched)
+                    .map(|(post, e)| doc_for(post, e.terms))
+                    .collect()
+            } else {
+                self.store.index_docs().await?
+            };
+            tokio::task::spawn_blocking(move || {
+                let index = RelatedIndex::build(docs);
+                let lists = index.related_all(params);
+                (index, lists)
+            })
+            .await
+            .map_err(|e| Error::Panicked(e.to_string()))?
+        } else {
+            let index = match cached.take() {
+                Some(index) => index,
+                None => {
+                    let docs = self.store.index_docs().await?;
+                    let changed = changed.clone();
+                    // Already holds the changed posts' new terms: they were saved above.
+                    let mut index = tokio::task::spawn_blocking(move || RelatedIndex::build(docs))
+                        .await
+                        .map_err(|e| Error::Panicked(e.to_string()))?;
+                    for id in &changed {
+                        index.remove(*id);
+                    }
+                    index
+                }
+            };
+            let referring = self.store.posts_relating_to(&changed).await?;
+            let docs: Vec<_> = posts
+                .iter()
+                .zip(enriched)
+                .map(|(post, e)| doc_for(post, e.terms))
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                let mut index = index;
+                for doc in docs {
+                    index.insert(doc);
+                }
+                let mut scratch = index.scratch();
+                let mut affected: Vec<i64> = changed.iter().chain(&referring).copied().collect();
+                if params.include_newer {
+                    // Older posts may now list a changed one: look at its closest neighbours.
+                    let wider = crate::enrich::related::Params {
+                        count: params.count * 3,
+                        ..params
+                    };
+                    for id in &changed {
+                        affected.extend(
+                            index
+                                .related(*id, wider, &mut scratch)
+                                .into_iter()
+                                .map(|(other, _)| other),
+                        );
+                    }
+                }
+                affected.sort_unstable();
+                affected.dedup();
+                let lists: Vec<_> = affected
+                    .into_iter()
+                    .filter(|id| index.contains(*id))
+                    .map(|id| (id, index.related(id, params, &mut scratch)))
+                    .collect();
+                (index, lists)
+            })
+            .await
+            .map_err(|e| Error::Panicked(e.to_string()))?
+        };
+        self.store.save_related(&lists, rebuild).await?;
+        *cached = Some(index);
+        info!(
+            summarized,
+            related_lists = lists.len(),
+            rebuilt = rebuild,
+            "enriched"
+        );
+        Ok(EnrichReport {
+            summarized,
+            related_lists: lists.len(),
+            rebuilt: rebuild,
+        })
     }
 
     /// Polls one source and records the outcome on its row; never fails the caller.

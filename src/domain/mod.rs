@@ -6,5 +6,5 @@
 mod post;
 mod source;
 
-pub use post::{NewPost, Post, PostId, StableId};
+pub use post::{NewPost, Post, PostId, RelatedPost, StableId};
 pub use source::{SourceId, SourceState};

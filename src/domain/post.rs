@@ -137,6 +137,8 @@ pub struct Post {
     pub text: String,
     pub image: Option<String>,
     pub feed_summary: Option<String>,
+    /// The summary enrichment wrote (plain text), once it has run.
+    pub summary: Option<String>,
 }
 
 impl Post {
@@ -144,6 +146,15 @@ impl Post {
     pub fn display_date(&self) -> DateTime<Utc> {
         self.published_at.unwrap_or(self.first_seen_at)
     }
+}
+
+/// A post listed as related to another, with how related it is (0..1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RelatedPost {
+    pub id: PostId,
+    pub title: String,
+    pub url: Option<String>,
+    pub score: f32,
 }
 
 #[cfg(test)]

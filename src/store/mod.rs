@@ -6,6 +6,7 @@
 //! source's new ETag are committed together, so a crash or a failure half way leaves
 //! either both or neither, and nothing stored before is touched.
 
+mod enrichment;
 mod posts;
 mod sources;
 

@@ -35,9 +35,9 @@ pub struct PostFilter {
 /// New posts per INSERT statement (14 values each, well under SQLite's 32,766 limit).
 const INSERT_BATCH: usize = 64;
 
-const POST_COLUMNS: &str =
+pub(super) const POST_COLUMNS: &str =
     "p.id, s.name AS source, p.stable_id, p.url, p.title, p.author, p.tags, p.published_at,
-     p.first_seen_at, p.updated_at, p.html, p.image, p.feed_summary";
+     p.first_seen_at, p.updated_at, p.html, p.image, p.feed_summary, p.summary";
 
 impl Store {
     /// Stores one successful poll in a single transaction: new posts are inserted, edited
@@ -185,7 +185,7 @@ impl Store {
     }
 }
 
-fn post_from_row(r: &SqliteRow) -> Result<Post> {
+pub(super) fn post_from_row(r: &SqliteRow) -> Result<Post> {
     let tags_text: String = r.get("tags");
     let tags: Vec<String> = serde_json::from_str(&tags_text).map_err(|_| Error::Corrupt {
         what: "posts.tags",
@@ -209,5 +209,6 @@ fn post_from_row(r: &SqliteRow) -> Result<Post> {
         text,
         image: r.get("image"),
         feed_summary: r.get("feed_summary"),
+        summary: r.get("summary"),
     })
 }

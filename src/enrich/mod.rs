@@ -1,0 +1,112 @@
+//! Enrichment: a summary and a list of related posts for every stored post.
+//!
+//! In: stored [`Post`]s. Out: a [`Summary`](summary::Summary), the post's weighted index
+//! terms (kept in the store so the related index can be reloaded without re-reading every
+//! post), and related lists from the [`RelatedIndex`](related::RelatedIndex). This module
+//! computes; the pipeline decides which posts to enrich and stores the results.
+//!
+//! | part | file | what it does |
+//! | --- | --- | --- |
+//! | text | [`text`] | words, stop words, stemming, field weights |
+//! | summaries | [`summary`] | the feed's summary when it is real, else extractive |
+//! | related | [`related`] | TF-IDF cosine + tag overlap over an incremental inverted index |
+
+pub mod related;
+pub mod summary;
+pub mod text;
+
+use crate::config::EnrichConfig;
+use crate::domain::{Post, PostId};
+use related::{Doc, Params};
+use summary::Summary;
+use text::Analyzer;
+
+/// What enrichment computed for one post.
+#[derive(Debug, Clone)]
+pub struct Enriched {
+    pub id: PostId,
+    pub summary: Summary,
+    pub terms: Vec<(String, u32)>,
+}
+
+/// Summaries and index terms for posts, with the configured language and budgets.
+#[derive(Debug)]
+pub struct Enricher {
+    analyzer: Analyzer,
+    config: EnrichConfig,
+}
+
+impl Enricher {
+    pub fn new(config: &EnrichConfig) -> Self {
+        Self {
+            analyzer: Analyzer::new(&config.language),
+            config: config.clone(),
+        }
+    }
+
+    /// How related lists are chosen.
+    pub fn params(&self) -> Params {
+        Params {
+            count: self.config.related_count,
+            min_score: self.config.min_score as f32,
+            include_newer: self.config.include_newer,
+        }
+    }
+
+    /// Summary and index terms of one post.
+    pub fn enrich_post(&self, post: &Post) -> Enriched {
+        let summary = summary::summarize(
+            &self.analyzer,
+            &post.title,
+            &post.text,
+            post.feed_summary.as_deref(),
+            self.config.summary_words,
+        );
+        let terms = self
+            .analyzer
+            .post_terms(&post.title, &post.tags, &post.text);
+        Enriched {
+            id: post.id,
+            summary,
+            terms,
+        }
+    }
+
+    /// Enriches many posts on all cores.
+    pub fn enrich_posts(&self, posts: &[Post]) -> Vec<Enriched> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        if posts.len() < 64 || threads == 1 {
+            return posts.iter().map(|p| self.enrich_post(p)).collect();
+        }
+        let chunk = posts.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = posts
+                .chunks(chunk)
+                .map(|part| {
+                    scope
+                        .spawn(move || part.iter().map(|p| self.enrich_post(p)).collect::<Vec<_>>())
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|p| {
+                    p.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+}
+
+/// The related-index entry of a post, from its enrichment.
+pub fn doc_for(post: &Post, terms: Vec<(String, u32)>) -> Doc {
+    Doc {
+        id: post.id.0,
+        date: (post.display_date().timestamp_millis(), post.id.0),
+        url: post.url.clone(),
+        tags: post.tags.clone(),
+        terms,
+    }
+}

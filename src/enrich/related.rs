@@ -1,0 +1,622 @@
+//! Related posts: an inverted index over every stored post, scored by TF-IDF cosine
+//! combined with tag overlap.
+//!
+//! In: each post's weighted term counts (title and tag words weigh more than body words,
+//! see [`super::text`]), its tags, URL and date. Out: for a post, up to `k` other posts
+//! above a threshold, best first. Terms that appear in more than half the posts are
+//! dropped (they tell posts apart no better than stop words); a query uses the post's
+//! [`QUERY_TERMS`] strongest terms, which keeps a lookup to a few posting lists.
+//!
+//! The index is incremental: [`RelatedIndex::insert`] adds one post without touching the
+//! others (their norms keep the document frequencies they were built with until the next
+//! full rebuild; the drift is tiny). By default a post's list only holds posts published
+//! before it, so lists are stable; a post is never related to itself or to another post
+//! with the same URL.
+
+use std::collections::HashMap;
+
+/// How many of a post's terms a query uses.
+pub const QUERY_TERMS: usize = 30;
+/// Share of the score that comes from tag overlap (the rest is text similarity).
+const TAG_SHARE: f32 = 0.2;
+
+/// What the index needs to know about a post.
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub id: i64,
+    /// Orders posts in time: (published or first-seen, in ms; id as the tie-breaker).
+    pub date: (i64, i64),
+    pub url: Option<String>,
+    pub tags: Vec<String>,
+    /// Weighted term counts.
+    pub terms: Vec<(String, u32)>,
+}
+
+/// Tuning for lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub count: usize,
+    pub min_score: f32,
+    pub include_newer: bool,
+}
+
+struct Entry {
+    id: i64,
+    date: (i64, i64),
+    url: Option<String>,
+    tags: Vec<u32>,
+    /// (term, 1 + ln(count)), sorted by term.
+    tf: Vec<(u32, f32)>,
+    norm: f32,
+    alive: bool,
+}
+
+/// The index; build it once, then insert posts as they arrive.
+#[derive(Default)]
+pub struct RelatedIndex {
+    vocab: HashMap<String, u32>,
+    df: Vec<u32>,
+    postings: Vec<Vec<(u32, f32)>>,
+    tag_ids: HashMap<String, u32>,
+    tag_postings: Vec<Vec<u32>>,
+    entries: Vec<Entry>,
+    slots: HashMap<i64, u32>,
+    alive: usize,
+}
+
+impl std::fmt::Debug for RelatedIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelatedIndex")
+            .field("posts", &self.alive)
+            .field("terms", &self.vocab.len())
+            .finish()
+    }
+}
+
+/// Scratch space for one thread's lookups (reused to avoid allocating per query).
+pub struct Scratch {
+    acc: Vec<f32>,
+    touched: Vec<u32>,
+}
+
+impl RelatedIndex {
+    /// Builds the index over all `docs` at once (document frequencies are exact).
+    pub fn build(docs: Vec<Doc>) -> Self {
+        let mut index = Self::default();
+        let mut interned: Vec<(Doc, Vec<(u32, u32)>)> = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let ids = index.intern(&doc.terms);
+            for (t, _) in &ids {
+                index.df[*t as usize] += 1;
+            }
+            interned.push((doc, ids));
+        }
+        index.alive = interned.len();
+        for (doc, ids) in interned {
+            index.push(doc, ids);
+        }
+        index
+    }
+
+    /// Adds a post (or replaces it, when its id is already indexed).
+    pub fn insert(&mut self, doc: Doc) {
+        self.remove(doc.id);
+        let ids = self.intern(&doc.terms);
+        for (t, _) in &ids {
+            self.df[*t as usize] += 1;
+        }
+        self.alive += 1;
+        self.push(doc, ids);
+    }
+
+    /// Forgets a post; its slot stays but is skipped.
+    pub fn remove(&mut self, id: i64) {
+        let Some(slot) = self.slots.remove(&id) else {
+            return;
+        };
+        let entry = &mut self.entries[slot as usize];
+        entry.alive = false;
+        for (t, _) in &entry.tf {
+            self.df[*t as usize] = self.df[*t as usize].saturating_sub(1);
+        }
+        self.alive -= 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.alive
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alive == 0
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.slots.contains_key(&id)
+    }
+
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            acc: vec![0.0; self.entries.len()],
+            touched: Vec::new(),
+        }
+    }
+
+    /// The related posts of `id`, best first, as (id, score).
+    pub fn related(&self, id: i64, params: Params, scratch: &mut Scratch) -> Vec<(i64, f32)> {
+        let Some(&slot) = self.slots.get(&id) else {
+            return Vec::new();
+        };
+        let me = &self.entries[slot as usize];
+        if scratch.acc.len() < self.entries.len() {
+            scratch.acc.resize(self.entries.len(), 0.0);
+        }
+
+        // The query: the post's strongest terms, weighted as in its own vector.
+        let mut query: Vec<(u32, f32)> = me
+            .tf
+            .iter()
+            .filter_map(|(t, tf)| self.idf(*t).map(|idf| (*t, tf * idf)))
+            .collect();
+        query.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        query.truncate(QUERY_TERMS);
+        let my_norm = me.norm.max(1e-9);
+
+        for (t, qw) in &query {
+            let idf = self.idf(*t).unwrap_or(0.0);
+            for (other, tf) in &self.postings[*t as usize] {
+                if *other == slot {
+                    continue;
+                }
+                if scratch.acc[*other as usize] == 0.0 {
+                    scratch.touched.push(*other);
+                }
+                scratch.acc[*other as usize] += qw * tf * idf;
+            }
+        }
+        // Posts that share a tag are candidates even without a strong shared term.
+        for tag in &me.tags {
+            for other in &self.tag_postings[*tag as usize] {
+                if *other != slot && scratch.acc[*other as usize] == 0.0 {
+                    scratch.acc[*other as usize] = f32::MIN_POSITIVE;
+                    scratch.touched.push(*other);
+                }
+            }
+        }
+
+        let mut scored: Vec<(f32, u32)> = Vec::with_capacity(scratch.touched.len());
+        for &other in &scratch.touched {
+            let dot = scratch.acc[other as usize];
+            scratch.acc[other as usize] = 0.0;
+            let them = &self.entries[other as usize];
+            if !them.alive || (!params.include_newer && them.date >= me.date) {
+                continue;
+            }
+            if me.url.is_some() && them.url == me.url {
+                continue; // a duplicate of this post
+            }
+            let cosine = (dot / (my_norm * them.norm.max(1e-9))).min(1.0);
+            let score = (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
+            if score >= params.min_score {
+                scored.push((score, other));
+            }
+        }
+        scratch.touched.clear();
+        scored.sort_unstable_by(|a, b| {
+            b.0.total_cmp(&a.0).then(
+                self.entries[b.1 as usize]
+                    .date
+                    .cmp(&self.entries[a.1 as usize].date),
+            )
+        });
+
+        let mut out: Vec<(i64, f32)> = Vec::with_capacity(params.count);
+        let mut urls: Vec<&str> = Vec::new();
+        for (score, other) in scored {
+            if out.len() == params.count {
+                break;
+            }
+            let them = &self.entries[other as usize];
+            if let Some(url) = them.url.as_deref() {
+                if urls.contains(&url) {
+                    continue; // two copies of one post: keep the better one
+                }
+                urls.push(url);
+            }
+            out.push((them.id, score));
+        }
+        out
+    }
+
+    /// Related lists for every post, computed on all cores.
+    pub fn related_all(&self, params: Params) -> Vec<(i64, Vec<(i64, f32)>)> {
+        let ids: Vec<i64> = self
+            .entries
+            .iter()
+            .filter(|e| e.alive)
+            .map(|e| e.id)
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let chunk = ids.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = ids
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut scratch = self.scratch();
+                        part.iter()
+                            .map(|id| (*id, self.related(*id, params, &mut scratch)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+
+    /// Inverse document frequency, or `None` for a term too common to count.
+    fn idf(&self, term: u32) -> Option<f32> {
+        let df = self.df[term as usize];
+        let n = self.alive as f32;
+        if df == 0 || (self.alive >= 10 && df as f32 > 0.5 * n) {
+            return None;
+        }
+        Some((n / df as f32).ln().max(0.0) + 0.1)
+    }
+
+    fn intern(&mut self, terms: &[(String, u32)]) -> Vec<(u32, u32)> {
+        let mut ids: Vec<(u32, u32)> = terms
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(term, count)| {
+                let id = match self.vocab.get(term) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.df.len() as u32;
+                        self.vocab.insert(term.clone(), id);
+                        self.df.push(0);
+                        self.postings.push(Vec::new());
+                        id
+                    }
+                };
+                (id, *count)
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup_by_key(|(t, _)| *t);
+        ids
+    }
+
+    fn push(&mut self, doc: Doc, ids: Vec<(u32, u32)>) {
+        let slot = self.entries.len() as u32;
+        let tf: Vec<(u32, f32)> = ids
+            .iter()
+            .map(|(t, c)| (*t, 1.0 + (*c as f32).ln()))
+            .collect();
+        for (t, w) in &tf {
+            self.postings[*t as usize].push((slot, *w));
+        }
+        let mut tags: Vec<u32> = doc
+            .tags
+            .iter()
+            .map(|tag| {
+                let key = tag.to_lowercase();
+                match self.tag_ids.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.tag_postings.len() as u32;
+                        self.tag_ids.insert(key, id);
+                        self.tag_postings.push(Vec::new());
+                        id
+                    }
+                }
+            })
+            .collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for tag in &tags {
+            self.tag_postings[*tag as usize].push(slot);
+        }
+        let norm = tf
+            .iter()
+            .filter_map(|(t, w)| self.idf(*t).map(|idf| (w * idf).powi(2)))
+            .sum::<f32>()
+            .sqrt();
+        self.entries.push(Entry {
+            id: doc.id,
+            date: doc.date,
+            url: doc.url,
+            tags,
+            tf,
+            norm,
+            alive: true,
+        });
+        self.slots.insert(doc.id, slot);
+    }
+}
+
+fn jaccard(a: &[u32], b: &[u32]) -> f32 {
+    if a.is_empty() || b.is_empty() {
+        return 0.0;
+    }
+    let shared = a.iter().filter(|t| b.binary_search(t).is_ok()).count();
+    shared as f32 / (a.len() + b.len() - shared) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::text::Analyzer;
+
+    fn doc(id: i64, title: &str, tags: &[&str], body: &str) -> Doc {
+        let analyzer = Analyzer::new("english");
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        Doc {
+            id,
+            date: (id * 1000, id),
+            url: Some(format!("https://e.org/{id}")),
+            terms: analyzer.post_terms(title, &tags, body),
+            tags,
+        }
+    }
+
+    fn corpus() -> Vec<Doc> {
+        vec![
+            doc(
+                1,
+                "Sourdough starter care",
+                &["baking"],
+                "feed the starter flour and water, keep the jar warm",
+            ),
+            doc(
+                2,
+                "Fixing a flat tyre",
+                &["cycling"],
+                "tyre levers, spare tube and a pump fix a puncture",
+            ),
+            doc(
+                3,
+                "Home DNS resolver",
+                &["networking"],
+                "run unbound on a small server for the home network",
+            ),
+            doc(
+                4,
+                "Baking sourdough bread",
+                &["baking"],
+                "a lively starter, flour, water and a long proof make bread",
+            ),
+            doc(
+                5,
+                "Tyre pressure for winter cycling",
+                &["cycling"],
+                "lower tyre pressure grips wet roads; carry a pump",
+            ),
+            doc(
+                6,
+                "VLANs on a home network",
+                &["networking"],
+                "a managed switch and router split the network",
+            ),
+            doc(
+                7,
+                "Rye bread and its starter",
+                &["baking"],
+                "rye flour ferments fast; the starter needs feeding",
+            ),
+            doc(
+                8,
+                "Patching a tube",
+                &["cycling"],
+                "find the puncture, patch the tube, pump the tyre",
+            ),
+            doc(
+                9,
+                "Router firewall rules",
+                &["networking"],
+                "the router filters traffic between network segments",
+            ),
+            doc(
+                10,
+                "Bread flour protein",
+                &["baking"],
+                "flour protein becomes gluten that holds the bread",
+            ),
+            doc(
+                11,
+                "Gardening in autumn",
+                &["garden"],
+                "plant garlic and mulch the beds with leaves",
+            ),
+            doc(
+                12,
+                "Chain care for cycling",
+                &["cycling"],
+                "clean and lube the chain after wet rides",
+            ),
+        ]
+    }
+
+    const P: Params = Params {
+        count: 3,
+        min_score: 0.05,
+        include_newer: false,
+    };
+
+    #[test]
+    fn finds_posts_on_the_same_topic_published_before() {
+        let index = RelatedIndex::build(corpus());
+        let mut s = index.scratch();
+        let related: Vec<i64> = index
+            .related(7, P, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        // The two older baking posts, best first; nothing unrelated scores above the bar.
+        assert_eq!(
+            related[..2].iter().filter(|id| [1, 4].contains(id)).count(),
+            2,
+            "{related:?}"
+        );
+        assert!(related.iter().all(|id| *id < 7), "{related:?}");
+        let related: Vec<i64> = index
+            .related(8, P, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            related[..2].iter().filter(|id| [2, 5].contains(id)).count(),
+            2,
+            "{related:?}"
+        );
+    }
+
+    #[test]
+    fn never_lists_newer_posts_unless_asked() {
+        let index = RelatedIndex::build(corpus());
+        let mut s = index.scratch();
+        assert!(index.related(1, P, &mut s).is_empty());
+        let newer = Params {
+            include_newer: true,
+            ..P
+        };
+        let related: Vec<i64> = index
+            .related(1, newer, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(related.contains(&4) && related.contains(&7), "{related:?}");
+    }
+
+    #[test]
+    fn never_lists_itself_or_a_duplicate_url() {
+        let mut docs = corpus();
+        let mut copy = doc(
+            13,
+            "Rye bread and its starter",
+            &["baking"],
+            "rye flour ferments fast; the starter needs feeding",
+        );
+        copy.url = Some("https://e.org/7".into());
+        docs.push(copy);
+        let mut twin = doc(
+            14,
+            "Rye bread and its starter again",
+            &["baking"],
+            "rye flour ferments fast; the starter",
+        );
+        twin.url = Some("https://e.org/x".into());
+        docs.push(twin);
+        let mut third = doc(
+            15,
+            "Rye bread copy",
+            &["baking"],
+            "rye flour ferments fast; the starter",
+        );
+        third.url = Some("https://e.org/x".into());
+        docs.push(third);
+        let index = RelatedIndex::build(docs);
+        let mut s = index.scratch();
+        let related: Vec<i64> = index
+            .related(13, P, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(
+            !related.contains(&13) && !related.contains(&7),
+            "{related:?}"
+        );
+        let newer = Params {
+            include_newer: true,
+            ..P
+        };
+        let related: Vec<i64> = index
+            .related(7, newer, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!related.contains(&13), "{related:?}");
+        assert!(
+            !(related.contains(&14) && related.contains(&15)),
+            "one of two copies: {related:?}"
+        );
+    }
+
+    #[test]
+    fn insert_matches_a_rebuild_for_the_new_post() {
+        let docs = corpus();
+        let full = RelatedIndex::build(docs.clone());
+        let mut incremental = RelatedIndex::build(docs[..11].to_vec());
+        incremental.insert(docs[11].clone());
+        let (mut a, mut b) = (full.scratch(), incremental.scratch());
+        let from_full: Vec<i64> = full
+            .related(12, P, &mut a)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let from_insert: Vec<i64> = incremental
+            .related(12, P, &mut b)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(from_full, from_insert);
+        assert_eq!(incremental.len(), 12);
+    }
+
+    #[test]
+    fn removal_and_reinsertion_replace_a_post() {
+        let mut index = RelatedIndex::build(corpus());
+        index.insert(doc(
+            10,
+            "Garlic and leaves",
+            &["garden"],
+            "plant garlic, mulch beds with leaves",
+        ));
+        assert_eq!(index.len(), 12);
+        let mut s = index.scratch();
+        let related: Vec<i64> = index
+            .related(
+                11,
+                Params {
+                    include_newer: true,
+                    ..P
+                },
+                &mut s,
+            )
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(related.first(), Some(&10), "{related:?}");
+        index.remove(10);
+        assert!(!index.contains(10));
+        let related: Vec<i64> = index
+            .related(
+                11,
+                Params {
+                    include_newer: true,
+                    ..P
+                },
+                &mut s,
+            )
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!related.contains(&10));
+    }
+
+    #[test]
+    fn scores_are_bounded_and_sorted() {
+        let index = RelatedIndex::build(corpus());
+        for (_, list) in index.related_all(Params {
+            include_newer: true,
+            ..P
+        }) {
+            assert!(list.windows(2).all(|w| w[0].1 >= w[1].1));
+            assert!(list.iter().all(|(_, s)| (0.05..=1.0).contains(s)));
+        }
+    }
+}

@@ -1,0 +1,768 @@
+//! A short plain-text summary for every post.
+//!
+//! In: the post's title, plain text (one block per line) and the summary its feed gave.
+//! Out: at most `budget` words, plain text, ending at a sentence end (or "…" when one
+//! sentence alone is over the budget).
+//!
+//! The feed's own summary is used when it is a real one: not boilerplate ("The post X
+//! appeared first on Y", "Continue reading →", "Read more", "[…]") and not merely the
+//! start of the content cut off. Otherwise the summary is extractive: sentences are scored
+//! by their similarity to the post's centroid (stemmed terms, stop words dropped), with a
+//! bonus for the lead and for sharing words with the title; the best that fit the budget
+//! are kept in their original order. Nothing here is stored or fetched.
+
+use std::collections::HashMap;
+
+use super::text::Analyzer;
+
+/// Where a summary came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SummarySource {
+    /// The feed's own summary.
+    Feed,
+    /// Sentences chosen from the post.
+    Extract,
+    /// The post is short enough to be its own summary.
+    Whole,
+}
+
+impl SummarySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SummarySource::Feed => "feed",
+            SummarySource::Extract => "extract",
+            SummarySource::Whole => "whole",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "feed" => Some(Self::Feed),
+            "extract" => Some(Self::Extract),
+            "whole" => Some(Self::Whole),
+            _ => None,
+        }
+    }
+}
+
+/// A summary and its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub text: String,
+    pub source: SummarySource,
+}
+
+/// Writes the summary of one post.
+pub fn summarize(
+    analyzer: &Analyzer,
+    title: &str,
+    text: &str,
+    feed_summary: Option<&str>,
+    budget: usize,
+) -> Summary {
+    if let Some(given) = feed_summary.and_then(|s| usable_feed_summary(s, text)) {
+        return Summary {
+            text: fit(&given, budget),
+            source: SummarySource::Feed,
+        };
+    }
+    // Clean first, so that words are counted as they will be shown.
+    let sentences: Vec<String> = text
+        .lines()
+        .map(clean)
+        .flat_map(|line| split_sentences(&line))
+        .collect();
+    let prose: Vec<&String> = sentences.iter().filter(|s| is_prose(s)).collect();
+    let candidates: Vec<&str> = if prose.is_empty() {
+        sentences.iter().map(String::as_str).collect()
+    } else {
+        prose.into_iter().map(String::as_str).collect()
+    };
+    if candidates.is_empty() {
+        return Summary {
+            text: fit(&clean(title), budget),
+            source: SummarySource::Whole,
+        };
+    }
+    let total: usize = candidates.iter().map(|s| word_count(s)).sum();
+    if total <= budget {
+        let joined = candidates
+            .iter()
+            .map(|s| terminated(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Summary {
+            text: clean(&joined),
+            source: SummarySource::Whole,
+        };
+    }
+    Summary {
+        text: extract(analyzer, title, &candidates, budget),
+        source: SummarySource::Extract,
+    }
+}
+
+/// Chooses the best sentences that fit the budget and returns them in text order.
+fn extract(analyzer: &Analyzer, title: &str, sentences: &[&str], budget: usize) -> String {
+    let terms: Vec<Vec<String>> = sentences.iter().map(|s| analyzer.terms(s)).collect();
+    let mut centroid: HashMap<&str, f64> = HashMap::new();
+    for sentence in &terms {
+        for t in sentence {
+            *centroid.entry(t.as_str()).or_default() += 1.0;
+        }
+    }
+    let centroid_norm = centroid
+        .values()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-9);
+    let title_terms: Vec<String> = analyzer.terms(title);
+
+    let mut scored: Vec<(f64, usize)> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, sentence)| {
+            let mut counts: HashMap<&str, f64> = HashMap::new();
+            for t in sentence {
+                *counts.entry(t.as_str()).or_default() += 1.0;
+            }
+            let norm = counts.values().map(|v| v * v).sum::<f64>().sqrt();
+            let similarity = if norm == 0.0 {
+                0.0
+            } else {
+                counts
+                    .iter()
+                    .map(|(t, c)| c * centroid.get(t).copied().unwrap_or(0.0))
+                    .sum::<f64>()
+                    / (norm * centroid_norm)
+            };
+            let title_overlap = if title_terms.is_empty() {
+                0.0
+            } else {
+                title_terms
+                    .iter()
+                    .filter(|t| counts.contains_key(t.as_str()))
+                    .count() as f64
+                    / title_terms.len() as f64
+            };
+            // The lead usually states what the post is about; the bonus fades quickly.
+            let lead = 0.25 / (1.0 + i as f64);
+            // Very short sentences say little; very long ones eat the budget.
+            let words = word_count(sentences[i]) as f64;
+            let length = if words < 6.0 { -0.15 } else { 0.0 };
+            (similarity + 0.2 * title_overlap + lead + length, i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut used = 0;
+    for (_, i) in &scored {
+        let words = word_count(sentences[*i]);
+        if used + words <= budget {
+            chosen.push(*i);
+            used += words;
+        }
+    }
+    if chosen.is_empty() {
+        // Even the best sentence is over the budget: cut it at a word boundary.
+        return fit(sentences[scored[0].1], budget);
+    }
+    chosen.sort_unstable();
+    clean(
+        &chosen
+            .iter()
+            .map(|i| terminated(sentences[*i]))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// A feed summary worth keeping, cleaned of boilerplate; `None` when it is boilerplate
+/// alone or just the content's opening cut short.
+fn usable_feed_summary(summary: &str, content: &str) -> Option<String> {
+    let (stripped, had_cut_marker) = strip_boilerplate(&clean(summary));
+    if word_count(&stripped) < 4 {
+        return None;
+    }
+    let content_words: Vec<String> = normalized_words(content);
+    let summary_words: Vec<String> = normalized_words(&stripped);
+    let is_prefix =
+        content_words.len() > summary_words.len() && content_words.starts_with(&summary_words);
+    let ends_cleanly = stripped.ends_with(['.', '!', '?', '"', '\u{201d}', ')']);
+    if is_prefix && (had_cut_marker || !ends_cleanly) {
+        return None; // the start of the content, cut off
+    }
+    Some(stripped)
+}
+
+/// Lower-case words without punctuation, for comparing a summary with the content.
+fn normalized_words(s: &str) -> Vec<String> {
+    s.split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Removes "read more" links, "appeared first on" footers and trailing ellipses.
+/// Returns the rest and whether a cut marker ("…", "[…]", "Read more") was found.
+fn strip_boilerplate(s: &str) -> (String, bool) {
+    let mut text = s.trim().to_owned();
+    let mut cut = false;
+    let lower = text.to_lowercase();
+    if let Some(pos) = lower.find("the post ")
+        && lower[pos..].contains(" appeared first on ")
+    {
+        text.truncate(pos);
+    }
+    loop {
+        let before = text.len();
+        let trimmed = text.trim_end();
+        let lower = trimmed.to_lowercase();
+        for tail in [
+            "continue reading →",
+            "continue reading \u{2192}",
+            "continue reading...",
+            "continue reading…",
+            "continue reading",
+            "read more »",
+            "read more →",
+            "read more...",
+            "read more…",
+            "read more",
+            "(more…)",
+            "(more...)",
+            "[…]",
+            "[...]",
+            "[&hellip;]",
+            "…",
+            "...",
+            "»",
+            "→",
+        ] {
+            if lower.ends_with(tail) {
+                let keep = trimmed.len() - tail.len();
+                if trimmed.is_char_boundary(keep) {
+                    text.truncate(keep);
+                    cut = true;
+                    break;
+                }
+            }
+        }
+        text = text.trim_end().to_owned();
+        if text.len() == before {
+            break;
+        }
+    }
+    (text, cut)
+}
+
+/// A sentence with terminal punctuation (a list item or fragment gets a period).
+fn terminated(s: &str) -> String {
+    let s = s.trim();
+    if ends_sentence(s) {
+        s.to_owned()
+    } else {
+        format!("{s}.")
+    }
+}
+
+fn ends_sentence(s: &str) -> bool {
+    let core = s.trim_end_matches(['"', '\'', '\u{201d}', '\u{2019}', ')', ']']);
+    core.ends_with(['.', '!', '?', '\u{2026}'])
+}
+
+/// Prose rather than a heading or a label: it ends like a sentence, or is long.
+fn is_prose(s: &str) -> bool {
+    ends_sentence(s) || word_count(s) >= 12
+}
+
+fn word_count(s: &str) -> usize {
+    s.split_whitespace().count()
+}
+
+/// Cuts text to the budget: whole sentences when possible, else words and "…".
+fn fit(text: &str, budget: usize) -> String {
+    let text = clean(text);
+    if word_count(&text) <= budget {
+        return if ends_sentence(&text) || text.is_empty() {
+            text
+        } else {
+            format!("{text}.")
+        };
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for sentence in split_sentences(&text) {
+        let words = word_count(&sentence);
+        if used + words > budget {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&terminated(&sentence));
+        used += words;
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    let words: Vec<&str> = text.split_whitespace().take(budget).collect();
+    let mut cut = words.join(" ");
+    while cut.ends_with([',', ';', ':', '-', '\u{2013}', '\u{2014}']) {
+        cut.pop();
+    }
+    format!("{cut}\u{2026}")
+}
+
+/// Plain text on one line: whitespace folded, anything tag-like removed, and stray angle
+/// brackets replaced so a summary can be dropped into HTML or XML without surprises.
+fn clean(s: &str) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut space = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        i += 1;
+        if c == '<'
+            && chars
+                .get(i)
+                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '/' || *n == '!')
+        {
+            // A tag, if it closes soon; otherwise a literal '<'.
+            if let Some(close) = chars[i..chars.len().min(i + 200)]
+                .iter()
+                .position(|n| *n == '>')
+            {
+                i += close + 1;
+                space = true;
+                continue;
+            }
+        }
+        if c.is_whitespace() {
+            space = true;
+            continue;
+        }
+        if c.is_control() {
+            continue;
+        }
+        if space && !out.is_empty() {
+            out.push(' ');
+        }
+        space = false;
+        out.push(match c {
+            '<' => '\u{2039}',
+            '>' => '\u{203a}',
+            c => c,
+        });
+    }
+    out
+}
+
+/// Words after which a period never ends a sentence (titles, "e.g.", initials aside).
+const NEVER_FINAL: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "vs", "cf", "e.g", "i.e", "fig",
+    "figs", "no", "nos", "vol", "p", "pp", "ch", "sec", "approx", "ca", "gen", "col", "lt", "sgt",
+    "capt", "rev", "hon", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "ed", "eds", "est", "dept",
+];
+
+/// Abbreviations that may also end a sentence; they do when a typical sentence opener
+/// follows.
+const MAYBE_FINAL: &[&str] = &[
+    "etc", "u.s", "u.k", "e.u", "a.m", "p.m", "inc", "ltd", "co", "corp", "jr", "al",
+];
+
+const OPENERS: &[&str] = &[
+    "the", "a", "an", "it", "its", "this", "that", "these", "those", "there", "they", "we", "i",
+    "he", "she", "you", "but", "and", "so", "then", "in", "on", "at", "if", "when", "while",
+    "after", "before", "our", "my", "his", "her", "their", "what", "how", "why", "one", "some",
+    "most", "many", "all", "each", "every", "no", "yes", "still", "also", "however",
+];
+
+/// Splits one block of text into sentences. Survives abbreviations (Dr., e.g., U.S.,
+/// a.m.), initials, decimals (3.14), ellipses followed by lower case, and closing quotes.
+pub fn split_sentences(block: &str) -> Vec<String> {
+    let chars: Vec<char> = block.chars().collect();
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if !matches!(c, '.' | '!' | '?' | '\u{2026}') {
+            i += 1;
+            continue;
+        }
+        // The run of terminal punctuation and closing quotes/brackets.
+        let mut end = i + 1;
+        while end < chars.len() && matches!(chars[end], '.' | '!' | '?' | '\u{2026}') {
+            end += 1;
+        }
+        while end < chars.len()
+            && matches!(chars[end], '"' | '\'' | '\u{201d}' | '\u{2019}' | ')' | ']')
+        {
+            end += 1;
+        }
+        // A boundary needs white space (or the end) after it.
+        if end < chars.len() && !chars[end].is_whitespace() {
+            i = end;
+            continue;
+        }
+        let next_word: String = chars[end..]
+            .iter()
+            .skip_while(|c| c.is_whitespace())
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        let next_starts_lower = next_word
+            .chars()
+            .find(|c| c.is_alphanumeric())
+            .is_some_and(|c| c.is_lowercase());
+        let mut boundary = !next_starts_lower || next_word.is_empty();
+        if boundary && c == '.' && end == i + 1 && !next_word.is_empty() {
+            let before: String = chars[start..i]
+                .iter()
+                .rev()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, '(' | '"' | '\u{201c}'))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let word = before.to_lowercase();
+            let initial = before.chars().count() == 1 && before.chars().all(|c| c.is_uppercase());
+            let next_lower = next_word
+                .trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase();
+            if initial || NEVER_FINAL.contains(&word.as_str()) {
+                boundary = false;
+            } else if MAYBE_FINAL.contains(&word.as_str()) {
+                boundary = OPENERS.contains(&next_lower.as_str());
+            }
+        }
+        if boundary {
+            let sentence: String = chars[start..end].iter().collect();
+            let sentence = sentence.trim();
+            if !sentence.is_empty() {
+                sentences.push(sentence.to_owned());
+            }
+            start = end;
+        }
+        i = end;
+    }
+    let rest: String = chars[start..].iter().collect();
+    let rest = rest.trim();
+    if !rest.is_empty() {
+        sentences.push(rest.to_owned());
+    }
+    sentences
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analyzer() -> Analyzer {
+        Analyzer::new("english")
+    }
+
+    #[test]
+    fn splits_plain_sentences() {
+        assert_eq!(
+            split_sentences("One two. Three four! Five six? Seven"),
+            vec!["One two.", "Three four!", "Five six?", "Seven"]
+        );
+    }
+
+    #[test]
+    fn does_not_split_after_titles_and_latin_abbreviations() {
+        assert_eq!(
+            split_sentences("Dr. Smith met Prof. Jones. They talked, e.g. about soil, i.e. dirt."),
+            vec![
+                "Dr. Smith met Prof. Jones.",
+                "They talked, e.g. about soil, i.e. dirt."
+            ]
+        );
+    }
+
+    #[test]
+    fn handles_u_s_and_a_m() {
+        assert_eq!(
+            split_sentences(
+                "She moved to the U.S. in May. The U.S. Army was there. We left at 9 a.m. The bus was late."
+            ),
+            vec![
+                "She moved to the U.S. in May.",
+                "The U.S. Army was there.",
+                "We left at 9 a.m.",
+                "The bus was late."
+            ]
+        );
+    }
+
+    #[test]
+    fn keeps_decimals_and_initials_together() {
+        assert_eq!(
+            split_sentences("Pi is 3.14 roughly. J. R. R. Tolkien wrote it. Version 2.0 shipped."),
+            vec![
+                "Pi is 3.14 roughly.",
+                "J. R. R. Tolkien wrote it.",
+                "Version 2.0 shipped."
+            ]
+        );
+    }
+
+    #[test]
+    fn handles_ellipses() {
+        assert_eq!(
+            split_sentences("Wait... and then it rose. Then... Nothing."),
+            vec!["Wait... and then it rose.", "Then...", "Nothing."]
+        );
+        assert_eq!(
+            split_sentences("It rose\u{2026} Then it fell."),
+            vec!["It rose\u{2026}", "Then it fell."]
+        );
+    }
+
+    #[test]
+    fn keeps_closing_quotes_with_their_sentence() {
+        assert_eq!(
+            split_sentences("He said \"Stop.\" Then he left. 'Why?' she asked."),
+            vec!["He said \"Stop.\"", "Then he left.", "'Why?' she asked."]
+        );
+        assert_eq!(
+            split_sentences("\u{201c}Done.\u{201d} Next one."),
+            vec!["\u{201c}Done.\u{201d}", "Next one."]
+        );
+    }
+
+    #[test]
+    fn list_items_on_their_own_lines_stay_apart() {
+        let text = "Three things:\nFlour and water\nSalt\nTime. Lots of it.";
+        // Clean first, so that words are counted as they will be shown.
+        let sentences: Vec<String> = text
+            .lines()
+            .map(clean)
+            .flat_map(|line| split_sentences(&line))
+            .collect();
+        assert_eq!(
+            sentences,
+            vec![
+                "Three things:",
+                "Flour and water",
+                "Salt",
+                "Time.",
+                "Lots of it."
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_wordpress_footer_boilerplate() {
+        let content = "A home server holds photos. A backup you never restored is a hope.";
+        assert_eq!(
+            usable_feed_summary(
+                "The post Backing up appeared first on Field Notes.",
+                content
+            ),
+            None
+        );
+        let s = summarize(
+            &analyzer(),
+            "Backups",
+            content,
+            Some("The post Backing up appeared first on Field Notes."),
+            60,
+        );
+        assert_eq!(s.source, SummarySource::Whole);
+    }
+
+    #[test]
+    fn rejects_read_more_and_bracket_ellipsis_excerpts() {
+        let content = "Whole wheat flour drinks water. Most dense loaves are under-hydrated, so raise the water. Then wait.";
+        for cut in [
+            "Whole wheat flour drinks water. Most dense loaves are [\u{2026}]",
+            "Whole wheat flour drinks water. Most dense loaves are [...]",
+            "Whole wheat flour drinks water. Most dense loaves are\u{2026}",
+            "Whole wheat flour drinks water. Most dense loaves are Read more",
+            "Whole wheat flour drinks water. Most dense loaves are Continue reading \u{2192}",
+            "Whole wheat flour drinks water. Most dense loaves are",
+        ] {
+            assert_eq!(usable_feed_summary(cut, content), None, "{cut}");
+        }
+    }
+
+    #[test]
+    fn keeps_a_real_feed_summary_without_its_read_more_link() {
+        let content = "Whole wheat flour drinks water. Most dense loaves are under-hydrated.";
+        assert_eq!(
+            usable_feed_summary(
+                "Why whole wheat loaves turn dense, and how more water fixes it. Read more",
+                content
+            )
+            .as_deref(),
+            Some("Why whole wheat loaves turn dense, and how more water fixes it.")
+        );
+        assert_eq!(
+            usable_feed_summary(
+                "Why whole wheat loaves turn dense. Continue reading \u{2192}",
+                content
+            )
+            .as_deref(),
+            Some("Why whole wheat loaves turn dense.")
+        );
+    }
+
+    #[test]
+    fn short_posts_are_their_own_summary() {
+        let s = summarize(
+            &analyzer(),
+            "Note",
+            "Heading\nA short post. Just two sentences.",
+            None,
+            60,
+        );
+        assert_eq!(
+            s,
+            Summary {
+                text: "A short post. Just two sentences.".into(),
+                source: SummarySource::Whole
+            }
+        );
+    }
+
+    #[test]
+    fn extracts_central_sentences_in_order_within_budget() {
+        let text = "Sourdough needs a healthy starter and patient fermentation. \
+                    My neighbour's cat sat on the fence all morning watching birds. \
+                    A starter fed with flour and water ferments the dough slowly. \
+                    Fermentation of sourdough develops flavour in the dough and the crust. \
+                    The weather was grey and the bus was late again.";
+        let s = summarize(&analyzer(), "Sourdough fermentation", text, None, 30);
+        assert_eq!(s.source, SummarySource::Extract);
+        assert!(s.text.split_whitespace().count() <= 30, "{}", s.text);
+        assert!(
+            s.text.starts_with("Sourdough needs a healthy starter"),
+            "{}",
+            s.text
+        );
+        assert!(
+            !s.text.contains("cat") && !s.text.contains("bus"),
+            "{}",
+            s.text
+        );
+    }
+
+    #[test]
+    fn cuts_a_single_long_sentence_at_a_word_boundary() {
+        let long = (0..100)
+            .map(|i| format!("word{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + ".";
+        let s = summarize(&analyzer(), "Long", &long, None, 20);
+        assert_eq!(s.text.split_whitespace().count(), 20);
+        assert!(s.text.ends_with('\u{2026}'));
+        assert!(s.text.starts_with("word0 word1"));
+    }
+
+    #[test]
+    fn strips_tags_and_angle_brackets() {
+        let s = summarize(
+            &analyzer(),
+            "T",
+            "x",
+            Some("A <b>bold</b> claim that a < b holds. Quite true."),
+            60,
+        );
+        assert_eq!(s.text, "A bold claim that a \u{2039} b holds. Quite true.");
+    }
+
+    /// A small deterministic generator for property checks.
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *seed >> 33
+    }
+
+    #[test]
+    fn any_input_gives_a_summary_within_budget_without_tags_ending_properly() {
+        let pieces = [
+            "Dr.",
+            "U.S.",
+            "e.g.",
+            "3.14",
+            "...",
+            "\u{2026}",
+            "\"",
+            "'",
+            "<b>",
+            "</p>",
+            "<",
+            ">",
+            "&",
+            "Hello",
+            "world",
+            "the",
+            "Sourdough",
+            "bread",
+            ".",
+            "!",
+            "?",
+            "\n",
+            "\n",
+            "-",
+            "a.m.",
+            "(",
+            ")",
+            "word",
+            "another",
+            "café",
+            "\u{201c}",
+            "\u{201d}",
+        ];
+        let analyzer = analyzer();
+        let mut seed = 7;
+        for case in 0..2_000 {
+            let len = (lcg(&mut seed) % 400) as usize;
+            let mut text = String::new();
+            for _ in 0..len {
+                text.push_str(pieces[(lcg(&mut seed) % pieces.len() as u64) as usize]);
+                if !lcg(&mut seed).is_multiple_of(3) {
+                    text.push(' ');
+                }
+            }
+            let budget = 10 + (lcg(&mut seed) % 80) as usize;
+            let feed = if case % 4 == 0 {
+                Some(text.as_str())
+            } else {
+                None
+            };
+            let s = summarize(&analyzer, "Title here", &text, feed, budget);
+            let words = s.text.split_whitespace().count();
+            assert!(
+                words <= budget,
+                "case {case}: {words} > {budget}: {:?}",
+                s.text
+            );
+            assert!(
+                !s.text.contains('<') && !s.text.contains('>'),
+                "case {case}: {:?}",
+                s.text
+            );
+            assert!(!s.text.contains('\n'), "case {case}: {:?}", s.text);
+            assert!(
+                s.text.is_empty() || ends_sentence(&s.text),
+                "case {case}: {:?}",
+                s.text
+            );
+        }
+    }
+}
