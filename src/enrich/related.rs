@@ -17,6 +17,12 @@ use std::collections::HashMap;
 
 /// How many of a post's terms a query uses.
 pub const QUERY_TERMS: usize = 30;
+/// A lookup reads at most about this many postings (beyond its strongest terms).
+const POSTINGS_BUDGET: usize = 20_000;
+/// The strongest terms a lookup always uses, whatever the budget.
+const QUERY_TERMS_ALWAYS: usize = 8;
+/// A query always uses terms found in up to this many posts, however small the index.
+const QUERY_COMMON_FLOOR: usize = 100;
 /// Share of the score that comes from tag overlap (the rest is text similarity).
 const TAG_SHARE: f32 = 0.2;
 
@@ -44,6 +50,8 @@ struct Entry {
     id: i64,
     date: (i64, i64),
     url: Option<String>,
+    /// Hash of the URL (0 without one), to spot copies cheaply.
+    url_hash: u64,
     tags: Vec<u32>,
     /// (term, 1 + ln(count)), sorted by term.
     tf: Vec<(u32, f32)>,
@@ -84,8 +92,9 @@ impl RelatedIndex {
     pub fn build(docs: Vec<Doc>) -> Self {
         let mut index = Self::default();
         let mut interned: Vec<(Doc, Vec<(u32, u32)>)> = Vec::with_capacity(docs.len());
-        for doc in docs {
+        for mut doc in docs {
             let ids = index.intern(&doc.terms);
+            doc.terms = Vec::new(); // interned: the strings are no longer needed
             for (t, _) in &ids {
                 index.df[*t as usize] += 1;
             }
@@ -151,67 +160,107 @@ impl RelatedIndex {
             scratch.acc.resize(self.entries.len(), 0.0);
         }
 
-        // The query: the post's strongest terms, weighted as in its own vector.
+        // The query: the post's strongest terms, weighted as in its own unit vector.
+        // Terms in more than a tenth of the posts are left out of the query: they add
+        // little to the ranking and their posting lists are most of the cost.
+        let common = (self.alive / 10).max(QUERY_COMMON_FLOOR);
         let mut query: Vec<(u32, f32)> = me
             .tf
             .iter()
+            .filter(|(t, _)| self.df[*t as usize] as usize <= common)
             .filter_map(|(t, tf)| self.idf(*t).map(|idf| (*t, tf * idf)))
             .collect();
         query.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
         query.truncate(QUERY_TERMS);
+        // A budget of postings per lookup keeps very large indexes fast: the strongest
+        // terms always count, weaker ones only while the budget lasts.
+        let mut spent = 0;
+        let mut kept = 0;
+        query.retain(|(t, _)| {
+            let df = self.df[*t as usize] as usize;
+            kept += 1;
+            if kept <= QUERY_TERMS_ALWAYS || spent + df <= POSTINGS_BUDGET {
+                spent += df;
+                true
+            } else {
+                false
+            }
+        });
         let my_norm = me.norm.max(1e-9);
 
+        // Accumulate cosine similarity: postings already hold tf / norm of their post.
+        let acc = &mut scratch.acc;
+        let touched = &mut scratch.touched;
         for (t, qw) in &query {
-            let idf = self.idf(*t).unwrap_or(0.0);
-            for (other, tf) in &self.postings[*t as usize] {
-                if *other == slot {
-                    continue;
+            let factor = qw * self.idf(*t).unwrap_or(0.0) / my_norm;
+            for &(other, weight) in &self.postings[*t as usize] {
+                let cell = &mut acc[other as usize];
+                if *cell == 0.0 {
+                    touched.push(other);
                 }
-                if scratch.acc[*other as usize] == 0.0 {
-                    scratch.touched.push(*other);
-                }
-                scratch.acc[*other as usize] += qw * tf * idf;
+                *cell += factor * weight;
             }
         }
         // Posts that share a tag are candidates even without a strong shared term.
         for tag in &me.tags {
-            for other in &self.tag_postings[*tag as usize] {
-                if *other != slot && scratch.acc[*other as usize] == 0.0 {
-                    scratch.acc[*other as usize] = f32::MIN_POSITIVE;
-                    scratch.touched.push(*other);
+            for &other in &self.tag_postings[*tag as usize] {
+                let cell = &mut acc[other as usize];
+                if *cell == 0.0 {
+                    *cell = f32::MIN_POSITIVE;
+                    touched.push(other);
                 }
             }
         }
 
-        let mut scored: Vec<(f32, u32)> = Vec::with_capacity(scratch.touched.len());
-        for &other in &scratch.touched {
-            let dot = scratch.acc[other as usize];
-            scratch.acc[other as usize] = 0.0;
-            let them = &self.entries[other as usize];
-            if !them.alive || (!params.include_newer && them.date >= me.date) {
+        // Keep the best few (a few spare, in case some are copies of one another).
+        let keep = params.count + 4;
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(keep + 1);
+        for &other in touched.iter() {
+            let cosine = acc[other as usize].min(1.0);
+            acc[other as usize] = 0.0;
+            if other == slot || !self.alive_at(other) {
                 continue;
             }
-            if me.url.is_some() && them.url == me.url {
+            let them = &self.entries[other as usize];
+            if !params.include_newer && them.date >= me.date {
+                continue;
+            }
+            // Cheap bound first: most candidates cannot make the list.
+            let tag_bound = if me.tags.is_empty() || them.tags.is_empty() {
+                0.0
+            } else {
+                TAG_SHARE
+            };
+            let bound = (1.0 - TAG_SHARE) * cosine + tag_bound;
+            let floor = if best.len() == keep {
+                best[keep - 1].0
+            } else {
+                params.min_score
+            };
+            if bound < floor {
+                continue;
+            }
+            if me.url_hash != 0 && them.url_hash == me.url_hash && them.url == me.url {
                 continue; // a duplicate of this post
             }
-            let cosine = (dot / (my_norm * them.norm.max(1e-9))).min(1.0);
             let score = (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
-            if score >= params.min_score {
-                scored.push((score, other));
+            if score < floor {
+                continue;
             }
+            let at = best
+                .iter()
+                .position(|(s, o)| {
+                    score > *s || (score == *s && them.date > self.entries[*o as usize].date)
+                })
+                .unwrap_or(best.len());
+            best.insert(at, (score, other));
+            best.truncate(keep);
         }
-        scratch.touched.clear();
-        scored.sort_unstable_by(|a, b| {
-            b.0.total_cmp(&a.0).then(
-                self.entries[b.1 as usize]
-                    .date
-                    .cmp(&self.entries[a.1 as usize].date),
-            )
-        });
+        touched.clear();
 
         let mut out: Vec<(i64, f32)> = Vec::with_capacity(params.count);
         let mut urls: Vec<&str> = Vec::new();
-        for (score, other) in scored {
+        for (score, other) in best {
             if out.len() == params.count {
                 break;
             }
@@ -225,6 +274,10 @@ impl RelatedIndex {
             out.push((them.id, score));
         }
         out
+    }
+
+    fn alive_at(&self, slot: u32) -> bool {
+        self.entries[slot as usize].alive
     }
 
     /// Related lists for every post, computed on all cores.
@@ -297,8 +350,15 @@ impl RelatedIndex {
             .iter()
             .map(|(t, c)| (*t, 1.0 + (*c as f32).ln()))
             .collect();
+        let norm = tf
+            .iter()
+            .filter_map(|(t, w)| self.idf(*t).map(|idf| (w * idf).powi(2)))
+            .sum::<f32>()
+            .sqrt();
+        // Postings carry tf / norm, so a lookup sums cosine terms without a division per
+        // candidate. Norms use the document frequencies of the moment (see module docs).
         for (t, w) in &tf {
-            self.postings[*t as usize].push((slot, *w));
+            self.postings[*t as usize].push((slot, w / norm.max(1e-9)));
         }
         let mut tags: Vec<u32> = doc
             .tags
@@ -321,15 +381,17 @@ impl RelatedIndex {
         for tag in &tags {
             self.tag_postings[*tag as usize].push(slot);
         }
-        let norm = tf
-            .iter()
-            .filter_map(|(t, w)| self.idf(*t).map(|idf| (w * idf).powi(2)))
-            .sum::<f32>()
-            .sqrt();
+        let url_hash = doc.url.as_deref().map_or(0, |u| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            u.hash(&mut h);
+            h.finish() | 1
+        });
         self.entries.push(Entry {
             id: doc.id,
             date: doc.date,
             url: doc.url,
+            url_hash,
             tags,
             tf,
             norm,

@@ -15,10 +15,21 @@ pub const TAG_WEIGHT: u32 = 3;
 /// Body words beyond this are not indexed (long posts say what they are about early).
 const MAX_BODY_WORDS: usize = 3_000;
 
+// Stems already computed on this thread, per language: stemming is most of the cost of
+// analysis and every text repeats its words.
+thread_local! {
+    static STEMS: std::cell::RefCell<Vec<HashMap<String, String>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Entries a thread's stem cache may hold before it starts over.
+const STEM_CACHE_LIMIT: usize = 200_000;
+
 /// Tokenizer and stemmer for one language.
 pub struct Analyzer {
     stemmer: Stemmer,
     english: bool,
+    /// Index of this language's stem cache.
+    language: usize,
 }
 
 impl std::fmt::Debug for Analyzer {
@@ -53,9 +64,15 @@ impl Analyzer {
             "turkish" => Algorithm::Turkish,
             _ => Algorithm::English,
         };
+        // English, the fallback, is entry 3 of the table.
+        let index = crate::config::STEMMER_LANGUAGES
+            .iter()
+            .position(|(name, _)| *name == language)
+            .unwrap_or(3);
         Self {
             stemmer: Stemmer::create(algorithm),
             english: algorithm == Algorithm::English,
+            language: index,
         }
     }
 
@@ -73,7 +90,23 @@ impl Analyzer {
             if self.english && is_english_stop_word(&lower) {
                 continue;
             }
-            f(&self.stemmer.stem(&lower));
+            STEMS.with(|stems| {
+                let mut stems = stems.borrow_mut();
+                if stems.len() <= self.language {
+                    stems.resize_with(self.language + 1, HashMap::new);
+                }
+                let cache = &mut stems[self.language];
+                if let Some(stem) = cache.get(lower.as_str()) {
+                    f(stem);
+                    return;
+                }
+                if cache.len() >= STEM_CACHE_LIMIT {
+                    cache.clear();
+                }
+                let stem = self.stemmer.stem(&lower).into_owned();
+                f(&stem);
+                cache.insert(lower.clone(), stem);
+            });
         }
     }
 

@@ -9,6 +9,8 @@ use crate::enrich::Enriched;
 use crate::enrich::related::Doc;
 use crate::enrich::text::{decode_terms, encode_terms};
 
+/// Posts per UPDATE statement when saving summaries (4 values each).
+const UPDATE_BATCH: usize = 200;
 /// Rows per INSERT statement for related lists (4 values each).
 const RELATED_BATCH: usize = 200;
 
@@ -41,18 +43,26 @@ impl Store {
     /// content.
     pub async fn save_enrichment(&self, items: &[Enriched]) -> Result<()> {
         let mut tx = self.begin_write("begin saving enrichment").await?;
-        for item in items {
-            sqlx::query(
-                "UPDATE posts SET summary = ?2, summary_source = ?3, terms = ?4, enriched_hash = content_hash
-                 WHERE id = ?1",
-            )
-            .bind(item.id.0)
-            .bind(&item.summary.text)
-            .bind(item.summary.source.as_str())
-            .bind(encode_terms(&item.terms))
-            .execute(&mut *tx)
-            .await
-            .doing("save enrichment")?;
+        for chunk in items.chunks(UPDATE_BATCH) {
+            // One statement per chunk (UPDATE … FROM VALUES): a statement per post costs a
+            // round trip each.
+            let mut update = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "UPDATE posts SET summary = v.column2, summary_source = v.column3, terms = v.column4,
+                     enriched_hash = posts.content_hash
+                 FROM (",
+            );
+            update.push_values(chunk, |mut row, item| {
+                row.push_bind(item.id.0)
+                    .push_bind(item.summary.text.as_str())
+                    .push_bind(item.summary.source.as_str())
+                    .push_bind(encode_terms(&item.terms));
+            });
+            update.push(") AS v WHERE posts.id = v.column1");
+            update
+                .build()
+                .execute(&mut *tx)
+                .await
+                .doing("save enrichment")?;
         }
         tx.commit().await.doing("commit enrichment")?;
         Ok(())

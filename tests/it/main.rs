@@ -7,4 +7,5 @@ mod cli;
 mod enrich;
 mod feeds;
 mod http;
+mod related_quality;
 mod support;
