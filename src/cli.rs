@@ -33,6 +33,69 @@ pub enum Command {
     /// Inspect stored posts
     #[command(subcommand)]
     Posts(PostsCommand),
+    /// Manage subscribers
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+    /// Send, preview and inspect digest emails
+    #[command(subcommand)]
+    Digest(DigestCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCommand {
+    /// Add a subscriber (or add digests to a known one)
+    Add {
+        email: String,
+        /// Their name, used in greetings
+        #[arg(long)]
+        name: Option<String>,
+        /// A digest they receive; repeat for several [default: every configured digest]
+        #[arg(long = "digest", value_name = "NAME")]
+        digests: Vec<String>,
+        /// Mark the address confirmed (they opted in elsewhere); otherwise pending
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// Import subscribers from a CSV file with columns email,name,digests
+    Import {
+        file: PathBuf,
+        /// Mark imported addresses confirmed; otherwise pending
+        #[arg(long)]
+        confirmed: bool,
+    },
+    /// List subscribers
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a subscriber and their delivery history
+    Remove { email: String },
+    /// Write all subscribers as CSV to standard output
+    Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DigestCommand {
+    /// Create this period's issue and send it (resumes an issue still sending)
+    Send {
+        name: String,
+        /// Send an issue now, whatever the schedule says
+        #[arg(long)]
+        force: bool,
+        /// Do not poll the sources first
+        #[arg(long)]
+        no_poll: bool,
+    },
+    /// Render the next issue to files without sending or recording anything
+    Preview {
+        name: String,
+        /// Where to write NAME.html, NAME.txt and NAME.eml
+        #[arg(long, default_value = "preview")]
+        out_dir: PathBuf,
+    },
+    /// Show the latest issue and its delivery ledger
+    Status { name: String },
 }
 
 #[derive(Debug, Args)]

@@ -933,34 +933,19 @@ fn parse_smtp_url(s: &str) -> Result<SmtpTransport, String> {
     }
 }
 
-/// Accepts `addr@domain` or `Display Name <addr@domain>`.
+/// Accepts `addr@domain` or `Display Name <addr@domain>` (as lettre will parse it).
 fn parse_mailbox(s: &str) -> Result<String, String> {
     let t = s.trim();
-    let addr = match (t.rfind('<'), t.ends_with('>')) {
-        (Some(open), true) => &t[open + 1..t.len() - 1],
-        (None, false) => t,
-        _ => {
-            return Err(format!(
-                "\"{s}\" is not an email address (use \"name@example.org\" or \"Name <name@example.org>\")"
-            ));
-        }
-    };
-    let valid = addr.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && domain.contains('.')
-            && !domain.starts_with('.')
-            && !domain.ends_with('.')
-            && !addr
-                .chars()
-                .any(|c| c.is_whitespace() || c == '<' || c == '>' || c == ',')
-    });
-    if valid {
-        Ok(t.to_owned())
-    } else {
-        Err(format!(
+    let bad = || {
+        format!(
             "\"{s}\" is not an email address (use \"name@example.org\" or \"Name <name@example.org>\")"
-        ))
+        )
+    };
+    let mailbox: lettre::message::Mailbox = t.parse().map_err(|_| bad())?;
+    if !mailbox.email.domain().contains('.') {
+        return Err(bad());
     }
+    Ok(t.to_owned())
 }
 
 fn parse_language(s: &str) -> Result<String, String> {

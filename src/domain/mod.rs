@@ -1,10 +1,17 @@
-//! The nouns every stage shares: posts, their ids, and the state herald keeps per source.
+//! The nouns every stage shares: posts, sources, subscribers, issues and deliveries, and
+//! the signed tokens in links.
 //!
 //! These types carry no I/O. Values are validated where they enter (config, ingest, HTTP)
 //! so that code holding a [`StableId`] or a [`Post`] can trust it.
 
+mod issue;
 mod post;
 mod source;
+mod subscriber;
+pub mod token;
 
+pub use issue::{DeliveryStatus, Issue, IssueId, IssueStatus};
+pub(crate) use post::hex;
 pub use post::{NewPost, Post, PostId, RelatedPost, StableId};
 pub use source::{SourceId, SourceState};
+pub use subscriber::{Subscriber, SubscriberEmail, SubscriberId, SubscriberStatus};

@@ -7,8 +7,10 @@
 //! either both or neither, and nothing stored before is touched.
 
 mod enrichment;
+mod issues;
 mod posts;
 mod sources;
+mod subscribers;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,8 +21,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
+pub use subscribers::AddOutcome;
 
 use crate::config::StoreUrl;
 

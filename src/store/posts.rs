@@ -160,6 +160,44 @@ impl Store {
         rows.iter().map(post_from_row).collect()
     }
 
+    /// Posts first seen in (after, until], newest first, at most `limit`, optionally only
+    /// from some sources: the content of a digest issue.
+    pub async fn posts_in_window(
+        &self,
+        sources: &[String],
+        after: Option<DateTime<Utc>>,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Post>> {
+        let sources_json = serde_json::to_string(sources).unwrap_or_else(|_| "[]".into());
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {POST_COLUMNS} FROM posts p JOIN sources s ON s.id = p.source_id
+             WHERE (?1 IS NULL OR p.first_seen_at > ?1) AND p.first_seen_at <= ?2
+               AND (json_array_length(?3) = 0 OR s.name IN (SELECT value FROM json_each(?3)))
+             ORDER BY coalesce(p.published_at, p.first_seen_at) DESC, p.id DESC
+             LIMIT ?4"
+        )))
+        .bind(after.map(ts))
+        .bind(ts(until))
+        .bind(sources_json)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .doing("read posts for a digest")?;
+        rows.iter().map(post_from_row).collect()
+    }
+
+    /// Posts by id, in the order given (ids no longer stored are skipped).
+    pub async fn posts_by_ids(&self, ids: &[PostId]) -> Result<Vec<Post>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(post) = self.post(*id).await? {
+                out.push(post);
+            }
+        }
+        Ok(out)
+    }
+
     /// One post by id.
     pub async fn post(&self, id: PostId) -> Result<Option<Post>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -13,8 +13,14 @@ use futures_util::StreamExt;
 use tracing::{info, warn};
 use url::Url;
 
+mod digest;
+
+pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
+
 use crate::clock::SharedClock;
+use crate::config::Secrets;
 use crate::config::{Config, SourceConfig};
+use crate::deliver::Transport;
 use crate::domain::SourceId;
 use crate::enrich::related::RelatedIndex;
 use crate::enrich::{Enricher, doc_for};
@@ -33,6 +39,8 @@ pub struct Herald {
     fetcher: Fetcher,
     normalizer: Arc<Normalizer>,
     enricher: Arc<Enricher>,
+    secrets: Secrets,
+    transport: Transport,
     /// The related-posts index, loaded on first use and then kept up to date.
     related: Arc<tokio::sync::Mutex<Option<RelatedIndex>>>,
 }
@@ -66,6 +74,8 @@ pub enum Error {
     UnknownSource { name: String, known: String },
     #[error("a worker thread crashed: {0}")]
     Panicked(String),
+    #[error(transparent)]
+    Deliver(#[from] crate::deliver::Error),
 }
 
 /// What happened to one source in a poll.
@@ -124,13 +134,26 @@ impl PollReport {
 }
 
 impl Herald {
-    /// Opens the store, runs migrations, and registers the configured sources.
+    /// Opens the store, runs migrations, and registers the configured sources. Secrets
+    /// come from the environment.
     pub async fn open(config: Config, clock: SharedClock) -> Result<Self, Error> {
+        Self::open_with(config, clock, Secrets::from_env()).await
+    }
+
+    /// [`Herald::open`] with the secrets given.
+    pub async fn open_with(
+        config: Config,
+        clock: SharedClock,
+        secrets: Secrets,
+    ) -> Result<Self, Error> {
         let store = Store::open(&config.store.url).await?;
         store.sync_sources(&config.sources, clock.now()).await?;
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
         let enricher = Arc::new(Enricher::new(&config.enrich));
+        let transport = Transport::from_config(&config.smtp, &secrets)?;
         Ok(Self {
+            secrets,
+            transport,
             config: Arc::new(config),
             store,
             clock,
@@ -139,6 +162,12 @@ impl Herald {
             enricher,
             related: Arc::new(tokio::sync::Mutex::new(None)),
         })
+    }
+
+    /// Closes the store (checkpointing the WAL) and any pooled SMTP connections.
+    pub async fn close(&self) {
+        self.transport.shutdown().await;
+        self.store.close().await;
     }
 
     /// Polls every enabled source now (or only the one named), at most

@@ -3,6 +3,9 @@
 //! Output for people goes to stdout (tables, summaries) or stdout as JSON with `--json`;
 //! logs go to stderr. The [`Outcome`] decides the exit code.
 
+mod digest;
+mod subscribers;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +16,9 @@ use crate::cli::{Cli, Command, EnrichArgs, PollArgs, PostsCommand};
 use crate::clock::SystemClock;
 use crate::config::{self, Config};
 use crate::domain::{Post, PostId, RelatedPost};
-use crate::pipeline::{EnrichReport, EnrichScope, Herald, PollOutcome};
+use crate::pipeline::{EnrichReport, EnrichScope, Herald, PollOutcome, PollReport};
+use crate::render::Templates;
+use crate::render::email::check_templates;
 use crate::store::PostFilter;
 
 /// How a command ended, for the exit code.
@@ -50,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::CheckConfig => check_config(&config),
         Command::Poll(args) => poll(config, args).await,
         Command::Enrich(args) => enrich(config, args).await,
+        Command::Subscribers(cmd) => subscribers::run(config, cmd).await,
+        Command::Digest(cmd) => digest::run(config, cmd).await,
         Command::Posts(cmd) => posts(config, cmd).await,
     }
 }
@@ -69,6 +76,30 @@ async fn open(config: Config) -> Result<Herald> {
 }
 
 fn check_config(config: &Config) -> Result<Outcome> {
+    // Templates are part of the configuration: render each digest's against a sample.
+    let mut problems = Vec::new();
+    for (i, digest) in config.digests.iter().enumerate() {
+        let checked = Templates::load(&config.templates.dir, &[digest.template.as_str()])
+            .and_then(|templates| check_templates(&templates, &config.site, digest));
+        if let Err(e) = checked {
+            problems.push(format!(
+                "{}: digests[{i}] \"{}\": {e}",
+                config.file.display(),
+                digest.name
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        bail!(
+            "{}: {} template problem{}",
+            config.file.display(),
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+    }
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     println!(
         "{}: ok ({}, {})",
@@ -83,35 +114,12 @@ async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
     let herald = open(config).await?;
     let report = herald.poll_sources(args.source.as_deref()).await?;
     let mut out = std::io::stdout().lock();
-    for source in &report.sources {
-        match &source.outcome {
-            PollOutcome::NotModified => writeln!(out, "{}: not modified", source.name)?,
-            PollOutcome::Stored { entries, changes } => writeln!(
-                out,
-                "{}: {} new, {} updated, {} unchanged ({} entries)",
-                source.name,
-                changes.new.len(),
-                changes.updated.len(),
-                changes.unchanged,
-                entries
-            )?,
-            PollOutcome::Failed { error, .. } => writeln!(out, "{}: FAILED: {error}", source.name)?,
-        }
-    }
+    write_poll_report(&mut out, &report)?;
     if report.changed() {
         let enriched = herald.enrich(EnrichScope::Stale).await?;
         write_enrich_report(&mut out, &enriched)?;
     }
     let failed = report.failed();
-    writeln!(
-        out,
-        "polled {} source{}: {} new post{}, {} failed",
-        report.sources.len(),
-        if report.sources.len() == 1 { "" } else { "s" },
-        report.new_posts(),
-        if report.new_posts() == 1 { "" } else { "s" },
-        failed
-    )?;
     herald.store.close().await;
     Ok(if failed > 0 {
         Outcome::Partial
@@ -132,6 +140,34 @@ async fn enrich(config: Config, args: EnrichArgs) -> Result<Outcome> {
     write_enrich_report(&mut out, &report)?;
     herald.store.close().await;
     Ok(Outcome::Success)
+}
+
+/// One line per source, then a total.
+pub(crate) fn write_poll_report(out: &mut impl Write, report: &PollReport) -> std::io::Result<()> {
+    for source in &report.sources {
+        match &source.outcome {
+            PollOutcome::NotModified => writeln!(out, "{}: not modified", source.name)?,
+            PollOutcome::Stored { entries, changes } => writeln!(
+                out,
+                "{}: {} new, {} updated, {} unchanged ({} entries)",
+                source.name,
+                changes.new.len(),
+                changes.updated.len(),
+                changes.unchanged,
+                entries
+            )?,
+            PollOutcome::Failed { error, .. } => writeln!(out, "{}: FAILED: {error}", source.name)?,
+        }
+    }
+    let n = report.sources.len();
+    writeln!(
+        out,
+        "polled {n} source{}: {} new post{}, {} failed",
+        if n == 1 { "" } else { "s" },
+        report.new_posts(),
+        if report.new_posts() == 1 { "" } else { "s" },
+        report.failed()
+    )
 }
 
 fn write_enrich_report(out: &mut impl Write, report: &EnrichReport) -> std::io::Result<()> {

@@ -1,0 +1,321 @@
+//! The ledger driver: sends an issue's due deliveries and records each outcome.
+//!
+//! Deliveries are read in batches (subscriber-id order), so memory stays flat however
+//! long the list is. At most `concurrency` messages are in flight, paced by a token
+//! bucket. Each outcome is committed as soon as it is known: sent after the 250,
+//! deferred (4xx, connection trouble) with exponential backoff and jitter, failed after a
+//! 5xx or the last attempt. A shutdown signal stops new messages from starting; those in
+//! flight finish and are recorded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::message::{MessageContext, build_message};
+use super::{SendError, Transport};
+use crate::clock::SharedClock;
+use crate::domain::token::{SigningKey, TokenPurpose};
+use crate::domain::{Issue, SubscriberId};
+use crate::render::{PersonalFields, RenderedIssue};
+use crate::store::{FailureEffect, PendingDelivery, Store};
+
+/// How hard to push.
+#[derive(Debug, Clone, Copy)]
+pub struct SendSettings {
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// Messages per second.
+    pub rate: f64,
+    /// Attempts before a deferred delivery becomes failed.
+    pub retry_attempts: u32,
+    /// Deliveries read from the store at a time.
+    pub batch: usize,
+    /// First retry delay; doubled per attempt (with ±20% jitter), capped at six hours.
+    pub retry_base: Duration,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: u64,
+    pub deferred: u64,
+    pub failed: u64,
+    /// Subscribers marked bounced during this run.
+    pub bounced: u64,
+    /// Deliveries closed because the subscriber was no longer confirmed.
+    pub skipped: u64,
+    /// Ledger writes that failed (the delivery stays as it was and is retried).
+    pub ledger_errors: u64,
+    /// A shutdown stopped the run before every due delivery was tried.
+    pub interrupted: bool,
+}
+
+#[derive(Default)]
+struct Tally {
+    sent: AtomicU64,
+    deferred: AtomicU64,
+    failed: AtomicU64,
+    bounced: AtomicU64,
+    ledger_errors: AtomicU64,
+}
+
+/// What every send task shares.
+struct Shared {
+    store: Store,
+    transport: Transport,
+    rendered: RenderedIssue,
+    ctx: MessageContext,
+    key: SigningKey,
+    base_url: url::Url,
+    clock: SharedClock,
+    settings: SendSettings,
+    issue: Issue,
+    tally: Tally,
+}
+
+/// Sends every due delivery of `issue`, recording each outcome in the ledger.
+#[allow(clippy::too_many_arguments)]
+pub async fn send_issue(
+    store: &Store,
+    transport: &Transport,
+    issue: &Issue,
+    rendered: RenderedIssue,
+    ctx: MessageContext,
+    key: SigningKey,
+    base_url: url::Url,
+    clock: SharedClock,
+    settings: SendSettings,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<SendReport, crate::store::Error> {
+    let skipped = store.skip_unsubscribed(issue.id, clock.now()).await?;
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        transport: transport.clone(),
+        rendered,
+        ctx,
+        key,
+        base_url,
+        clock: Arc::clone(&clock),
+        settings,
+        issue: issue.clone(),
+        tally: Tally::default(),
+    });
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let pacer = Pacer::new(settings.rate);
+    let mut tasks = JoinSet::new();
+    let mut after = SubscriberId(0);
+    let mut interrupted = false;
+    // A run sends what is due when it starts; deferrals made during the run wait for
+    // the next run (or the daemon's retry), so a flapping server cannot loop us here.
+    let started = clock.now();
+    'batches: loop {
+        let batch = store
+            .deliveries_to_send(issue.id, after, started, settings.batch)
+            .await?;
+        let Some(last) = batch.last() else { break };
+        after = last.subscriber_id;
+        for delivery in batch {
+            if *shutdown.borrow() {
+                interrupted = true;
+                break 'batches;
+            }
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => permit.unwrap_or_else(|_| unreachable!("the semaphore is never closed")),
+                _ = shutdown.changed() => { interrupted = true; break 'batches; }
+            };
+            tokio::select! {
+                () = pacer.wait() => {}
+                _ = shutdown.changed() => { interrupted = true; break 'batches; }
+            }
+            let shared = Arc::clone(&shared);
+            tasks.spawn(async move {
+                deliver_one(&shared, &delivery).await;
+                drop(permit);
+            });
+            // Reap finished tasks so the set stays small.
+            while tasks.try_join_next().is_some() {}
+        }
+    }
+    // Messages already handed to the server finish and are recorded.
+    while tasks.join_next().await.is_some() {}
+    let t = &shared.tally;
+    Ok(SendReport {
+        sent: t.sent.load(Ordering::Relaxed),
+        deferred: t.deferred.load(Ordering::Relaxed),
+        failed: t.failed.load(Ordering::Relaxed),
+        bounced: t.bounced.load(Ordering::Relaxed),
+        skipped,
+        ledger_errors: t.ledger_errors.load(Ordering::Relaxed),
+        interrupted,
+    })
+}
+
+async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
+    let token = shared.key.sign(
+        TokenPurpose::Unsubscribe,
+        delivery.subscriber_id,
+        delivery.email.as_str(),
+    );
+    let fields = PersonalFields {
+        name: delivery.name.clone(),
+        email: delivery.email.as_str().to_owned(),
+        unsubscribe_url: unsubscribe_url(&shared.base_url, &token),
+    };
+    let issue = shared.issue.id;
+    let result = match build_message(
+        &shared.ctx,
+        &shared.rendered,
+        &delivery.email,
+        &fields,
+        &token,
+        &delivery.message_id,
+        shared.clock.now(),
+    ) {
+        Ok(message) => {
+            let stem = format!("issue-{}-{}", issue.0, delivery.subscriber_id.0);
+            shared
+                .transport
+                .send(&message.envelope, &message.bytes, &stem)
+                .await
+        }
+        Err(e) => Err(SendError::permanent(format!(
+            "cannot build the message: {e}"
+        ))),
+    };
+    let now = shared.clock.now();
+    let recorded = match result {
+        Ok(reply) => {
+            debug!(issue = issue.0, to = %delivery.email.masked(), %reply, "sent");
+            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+            shared.store.mark_sent(issue, delivery, &reply, now).await
+        }
+        Err(error)
+            if error.is_transient() && delivery.attempts + 1 < shared.settings.retry_attempts =>
+        {
+            let next = now + retry_delay(shared.settings.retry_base, delivery.attempts);
+            debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, %next, "deferred");
+            shared.tally.deferred.fetch_add(1, Ordering::Relaxed);
+            shared
+                .store
+                .mark_deferred(issue, delivery.subscriber_id, &error.reply, next, now)
+                .await
+        }
+        Err(error) => {
+            let permanent = error.is_permanent();
+            warn!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
+            shared.tally.failed.fetch_add(1, Ordering::Relaxed);
+            match shared
+                .store
+                .mark_failed(issue, delivery.subscriber_id, &error.reply, permanent, now)
+                .await
+            {
+                Ok(FailureEffect::Bounced) => {
+                    warn!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
+                    shared.tally.bounced.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Ok(FailureEffect::None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if let Err(e) = recorded {
+        // The delivery keeps its previous state and is tried again by the next run.
+        warn!(issue = issue.0, error = %e, "could not record a delivery outcome");
+        shared.tally.ledger_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `https://…/unsubscribe/<token>`.
+pub fn unsubscribe_url(base: &url::Url, token: &str) -> String {
+    format!("{}unsubscribe/{token}", base.as_str())
+}
+
+/// Exponential backoff with ±20% jitter: base × 2^attempts, at most six hours.
+pub fn retry_delay(base: Duration, attempts: u32) -> chrono::Duration {
+    let exp = base
+        .saturating_mul(1 << attempts.min(12))
+        .min(Duration::from_secs(6 * 60 * 60));
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    let jitter = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX); // 0..1
+    let factor = 0.8 + 0.4 * jitter;
+    chrono::Duration::from_std(exp.mul_f64(factor)).unwrap_or(chrono::Duration::hours(6))
+}
+
+/// A token bucket holding up to one second's worth of messages (at most 1,000).
+struct Pacer {
+    interval: Duration,
+    burst: u32,
+    /// When the next token is free; tokens accumulate while idle, up to the burst.
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Self {
+        let rate = rate.max(0.001);
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let burst = (rate as u32).clamp(1, 1000);
+        let now = tokio::time::Instant::now();
+        // Start with a full bucket.
+        let next = now.checked_sub(interval * burst).unwrap_or(now);
+        Self {
+            interval,
+            burst,
+            next: tokio::sync::Mutex::new(next),
+        }
+    }
+
+    /// Waits for a token.
+    async fn wait(&self) {
+        let at = {
+            let mut next = self.next.lock().await;
+            let now = tokio::time::Instant::now();
+            let earliest = now.checked_sub(self.interval * self.burst).unwrap_or(now);
+            let slot = (*next).max(earliest);
+            *next = slot + self.interval;
+            slot
+        };
+        if at > tokio::time::Instant::now() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_a_cap() {
+        let base = Duration::from_secs(60);
+        for attempts in 0..4 {
+            let d = retry_delay(base, attempts).num_milliseconds() as f64;
+            let expected = 60_000.0 * f64::from(1 << attempts);
+            assert!(
+                d >= expected * 0.79 && d <= expected * 1.21,
+                "{attempts}: {d}"
+            );
+        }
+        assert!(retry_delay(base, 30) <= chrono::Duration::milliseconds(6 * 3_600_000 * 121 / 100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_holds_a_rate_after_its_burst() {
+        let pacer = Pacer::new(100.0);
+        let started = tokio::time::Instant::now();
+        for _ in 0..150 {
+            pacer.wait().await;
+        }
+        // 100 from the full bucket at once, then 50 at 10 ms each (virtual time).
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(490) && took <= Duration::from_millis(510),
+            "{took:?}"
+        );
+    }
+}

@@ -1,0 +1,470 @@
+//! Digests: choose a period's posts, create the issue and its ledger, render, send.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::Herald;
+use crate::config::DigestConfig;
+use crate::deliver::message::build_message;
+use crate::deliver::sender::unsubscribe_url;
+use crate::deliver::{self, MessageContext, SendReport, SendSettings};
+use crate::domain::token::{SigningKey, TokenPurpose};
+use crate::domain::{Issue, IssueStatus, Post, PostId, RelatedPost, SubscriberEmail, SubscriberId};
+use crate::render::email::{IssueInput, render_issue};
+use crate::render::{self, PersonalFields, RenderedIssue, Templates};
+use crate::schedule;
+use crate::store::{IssueCreated, LedgerCounts, NewIssue};
+
+/// Which period to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestWhen {
+    /// The most recent scheduled instant (what `digest send NAME` does).
+    Latest,
+    /// A scheduled instant the daemon found due.
+    At(DateTime<Utc>),
+    /// Now, whatever the schedule says (`digest send NAME --force`).
+    Now,
+}
+
+/// Why a digest could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error("no digest named \"{name}\" (digests: {known})")]
+    Unknown { name: String, known: String },
+    #[error(
+        "digest \"{0}\": its schedule has no instant before now yet; use --force to send one now"
+    )]
+    NotYetDue(String),
+    #[error("digest \"{digest}\": {source}")]
+    Template {
+        digest: String,
+        source: render::Error,
+    },
+    #[error("digest \"{digest}\": {source}")]
+    Deliver {
+        digest: String,
+        source: deliver::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("cannot write the preview to {path}: {source}")]
+    Preview {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a `send_digest` run did.
+#[derive(Debug, Clone)]
+pub struct DigestRun {
+    pub issue: Issue,
+    /// Whether this run created the issue (else it resumed or found it).
+    pub created: bool,
+    /// Deliveries queued when the issue was created.
+    pub queued: u64,
+    pub report: Option<SendReport>,
+    pub counts: LedgerCounts,
+    pub status: IssueStatus,
+}
+
+/// What a preview wrote.
+#[derive(Debug, Clone)]
+pub struct Preview {
+    pub subject: String,
+    pub posts: usize,
+    pub files: Vec<PathBuf>,
+}
+
+impl Herald {
+    fn digest_config(&self, name: &str) -> Result<&DigestConfig, DigestError> {
+        self.config
+            .digests
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| DigestError::Unknown {
+                name: name.to_owned(),
+                known: self
+                    .config
+                    .digests
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The templates a digest uses (built-ins, overridden from the templates folder).
+    pub fn templates_for(&self, digest: &DigestConfig) -> Result<Templates, DigestError> {
+        Templates::load(&self.config.templates.dir, &[digest.template.as_str()]).map_err(|source| {
+            DigestError::Template {
+                digest: digest.name.clone(),
+                source,
+            }
+        })
+    }
+
+    /// The key that signs unsubscribe and confirm links: `HERALD_SECRET`, or else one
+    /// herald generated once and keeps in the store.
+    pub async fn signing_key(&self) -> Result<SigningKey, crate::store::Error> {
+        if let Some(secret) = &self.secrets.signing_secret {
+            return Ok(SigningKey::new(secret.as_bytes()));
+        }
+        let mut generated = false;
+        let secret = self
+            .store
+            .setting_or_insert("signing_secret", || {
+                generated = true;
+                let mut bytes = [0u8; 32];
+                // Without randomness there is no safe secret; an empty one would be worse.
+                getrandom::fill(&mut bytes)
+                    .unwrap_or_else(|e| panic!("no system randomness for the signing secret: {e}"));
+                crate::domain::hex(&bytes)
+            })
+            .await?;
+        if generated {
+            warn!(
+                "HERALD_SECRET is not set: generated a signing secret and stored it in the database"
+            );
+        }
+        Ok(SigningKey::new(secret.as_bytes()))
+    }
+
+    /// Creates the issue for a period (or finds it) and sends its due deliveries.
+    /// Sending twice for one period sends nothing new; an issue still sending is resumed.
+    pub async fn send_digest(
+        &self,
+        name: &str,
+        when: DigestWhen,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<DigestRun, DigestError> {
+        let digest = self.digest_config(name)?.clone();
+        let now = self.clock.now();
+        let due_at = match when {
+            DigestWhen::Now => now,
+            DigestWhen::At(at) => at,
+            DigestWhen::Latest => schedule::latest_due(&digest.schedule, digest.timezone, now)
+                .ok_or_else(|| DigestError::NotYetDue(digest.name.clone()))?,
+        };
+        let templates = self.templates_for(&digest)?;
+        let domain = self.message_domain();
+
+        let (issue, created, queued) = match self.store.issue_for(&digest.name, due_at).await? {
+            Some(issue) => (issue, false, 0),
+            None => {
+                let after = self.store.last_window_end(&digest.name).await?;
+                let posts = match after {
+                    Some(after) if after >= due_at => Vec::new(),
+                    _ => {
+                        self.store
+                            .posts_in_window(&digest.sources, after, due_at, digest.max_posts)
+                            .await?
+                    }
+                };
+                let related = self.related_for(&posts).await?;
+                let rendered = self
+                    .render(&templates, &digest, due_at, &posts, &related, None)
+                    .await?;
+                let new = NewIssue {
+                    digest: digest.name.clone(),
+                    due_at,
+                    window_start: after,
+                    window_end: due_at,
+                    subject: rendered.subject.clone(),
+                    post_ids: posts.iter().map(|p| p.id).collect(),
+                    skip: posts.is_empty() && digest.skip_if_empty,
+                };
+                match self.store.create_issue(&new, &domain, now).await? {
+                    IssueCreated::Created(issue, queued) => {
+                        info!(digest = %digest.name, issue = issue.id.0, posts = posts.len(), queued, status = issue.status.as_str(), "issue created");
+                        (issue, true, queued)
+                    }
+                    IssueCreated::Existing(issue) => (issue, false, 0),
+                }
+            }
+        };
+
+        let mut report = None;
+        if issue.status == IssueStatus::Sending {
+            report = Some(
+                self.send_existing(&digest, &templates, &issue, shutdown)
+                    .await?,
+            );
+        }
+        let status = self
+            .store
+            .finish_issue_if_done(issue.id, self.clock.now())
+            .await?;
+        let counts = self.store.ledger_counts(issue.id).await?;
+        Ok(DigestRun {
+            issue,
+            created,
+            queued,
+            report,
+            counts,
+            status,
+        })
+    }
+
+    /// Sends the due deliveries of every issue still sending (deferred retries whose time
+    /// has come, and issues a crash or shutdown interrupted).
+    pub async fn resume_sending(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Vec<DigestRun>, DigestError> {
+        let mut runs = Vec::new();
+        for issue in self.store.issues_sending().await? {
+            if *shutdown.borrow() {
+                break;
+            }
+            let Ok(digest) = self.digest_config(&issue.digest).cloned() else {
+                warn!(digest = %issue.digest, issue = issue.id.0, "issue of a digest no longer configured: not sent");
+                continue;
+            };
+            let templates = self.templates_for(&digest)?;
+            let report = self
+                .send_existing(&digest, &templates, &issue, shutdown.clone())
+                .await?;
+            let status = self
+                .store
+                .finish_issue_if_done(issue.id, self.clock.now())
+                .await?;
+            let counts = self.store.ledger_counts(issue.id).await?;
+            runs.push(DigestRun {
+                issue,
+                created: false,
+                queued: 0,
+                report: Some(report),
+                counts,
+                status,
+            });
+        }
+        Ok(runs)
+    }
+
+    async fn send_existing(
+        &self,
+        digest: &DigestConfig,
+        templates: &Templates,
+        issue: &Issue,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<SendReport, DigestError> {
+        let posts = self.store.posts_by_ids(&issue.post_ids).await?;
+        let related = self.related_for(&posts).await?;
+        let mut rendered = self
+            .render(
+                templates,
+                digest,
+                issue.due_at,
+                &posts,
+                &related,
+                Some(issue),
+            )
+            .await?;
+        // The subject was fixed when the issue was created.
+        rendered.subject = issue.subject.clone();
+        let ctx = self.message_context(digest)?;
+        self.transport
+            .prepare()
+            .map_err(|source| DigestError::Deliver {
+                digest: digest.name.clone(),
+                source,
+            })?;
+        let key = self.signing_key().await?;
+        let smtp = &self.config.smtp;
+        let settings = SendSettings {
+            concurrency: smtp.max_connections,
+            rate: smtp.rate,
+            retry_attempts: smtp.retry_attempts.max(1),
+            batch: 500,
+            retry_base: Duration::from_secs(60),
+        };
+        let started = std::time::Instant::now();
+        let report = deliver::send_issue(
+            &self.store,
+            &self.transport,
+            issue,
+            rendered,
+            ctx,
+            key,
+            self.config.site.base_url.clone(),
+            Arc::clone(&self.clock),
+            settings,
+            shutdown,
+        )
+        .await?;
+        info!(
+            digest = %digest.name,
+            issue = issue.id.0,
+            sent = report.sent,
+            deferred = report.deferred,
+            failed = report.failed,
+            interrupted = report.interrupted,
+            seconds = started.elapsed().as_secs_f64(),
+            "issue sent"
+        );
+        Ok(report)
+    }
+
+    /// Renders the next issue of a digest to files, without touching the ledger: the
+    /// HTML and text as a subscriber named "Preview Reader" would get them, and the whole
+    /// message as `.eml`.
+    pub async fn preview_digest(&self, name: &str, out_dir: &Path) -> Result<Preview, DigestError> {
+        let digest = self.digest_config(name)?.clone();
+        let templates = self.templates_for(&digest)?;
+        let now = self.clock.now();
+        let after = self.store.last_window_end(&digest.name).await?;
+        let posts = self
+            .store
+            .posts_in_window(&digest.sources, after, now, digest.max_posts)
+            .await?;
+        let related = self.related_for(&posts).await?;
+        let rendered = self
+            .render(&templates, &digest, now, &posts, &related, None)
+            .await?;
+        let key = self.signing_key().await?;
+        let email = SubscriberEmail::parse("preview@example.org")
+            .unwrap_or_else(|_| unreachable!("a valid address"));
+        let id = SubscriberId(0);
+        let token = key.sign(TokenPurpose::Unsubscribe, id, email.as_str());
+        let fields = PersonalFields {
+            name: Some("Preview Reader".into()),
+            email: email.as_str().to_owned(),
+            unsubscribe_url: unsubscribe_url(&self.config.site.base_url, &token),
+        };
+        let ctx = self.message_context(&digest)?;
+        let message_id = format!("<herald.preview.{}@{}>", digest.name, self.message_domain());
+        let message = build_message(&ctx, &rendered, &email, &fields, &token, &message_id, now)
+            .map_err(|e| DigestError::Template {
+                digest: digest.name.clone(),
+                source: render::Error::Render {
+                    what: "the preview message".into(),
+                    message: e,
+                },
+            })?;
+        let write = |path: PathBuf, bytes: &[u8]| -> Result<PathBuf, DigestError> {
+            std::fs::write(&path, bytes).map_err(|source| DigestError::Preview {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(path)
+        };
+        std::fs::create_dir_all(out_dir).map_err(|source| DigestError::Preview {
+            path: out_dir.display().to_string(),
+            source,
+        })?;
+        let files = vec![
+            write(
+                out_dir.join(format!("{name}.html")),
+                rendered.html_for(&fields).as_bytes(),
+            )?,
+            write(
+                out_dir.join(format!("{name}.txt")),
+                rendered.text_for(&fields).as_bytes(),
+            )?,
+            write(out_dir.join(format!("{name}.eml")), &message.bytes)?,
+        ];
+        Ok(Preview {
+            subject: rendered.subject,
+            posts: posts.len(),
+            files,
+        })
+    }
+
+    /// The latest issue of a digest and its ledger.
+    pub async fn digest_status(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Issue, LedgerCounts, Option<DateTime<Utc>>)>, DigestError> {
+        let digest = self.digest_config(name)?;
+        let Some(issue) = self.store.latest_issue(&digest.name).await? else {
+            return Ok(None);
+        };
+        let counts = self.store.ledger_counts(issue.id).await?;
+        let retry = self.store.next_retry_at(issue.id).await?;
+        Ok(Some((issue, counts, retry)))
+    }
+
+    async fn related_for(
+        &self,
+        posts: &[Post],
+    ) -> Result<HashMap<PostId, Vec<RelatedPost>>, crate::store::Error> {
+        let mut related = HashMap::new();
+        for post in posts {
+            related.insert(post.id, self.store.related_posts(post.id).await?);
+        }
+        Ok(related)
+    }
+
+    async fn render(
+        &self,
+        templates: &Templates,
+        digest: &DigestConfig,
+        date: DateTime<Utc>,
+        posts: &[Post],
+        related: &HashMap<PostId, Vec<RelatedPost>>,
+        issue: Option<&Issue>,
+    ) -> Result<RenderedIssue, DigestError> {
+        let mut titles: HashMap<String, String> = HashMap::new();
+        for row in self.store.sources().await? {
+            let configured = self
+                .config
+                .sources
+                .iter()
+                .find(|s| s.name == row.name)
+                .and_then(|s| s.title.clone());
+            titles.insert(
+                row.name.clone(),
+                configured.or(row.title).unwrap_or(row.name),
+            );
+        }
+        let view_online_url = match issue {
+            Some(issue) => format!("{}archive/{}", self.config.site.base_url, issue.id.0),
+            None => format!("{}archive/next", self.config.site.base_url),
+        };
+        let input = IssueInput {
+            site: &self.config.site,
+            digest,
+            date,
+            posts,
+            related,
+            source_titles: &titles,
+            view_online_url,
+        };
+        render_issue(templates, &input).map_err(|source| DigestError::Template {
+            digest: digest.name.clone(),
+            source,
+        })
+    }
+
+    fn message_context(&self, digest: &DigestConfig) -> Result<MessageContext, DigestError> {
+        let smtp = &self.config.smtp;
+        MessageContext::new(
+            &smtp.from,
+            smtp.reply_to.as_deref(),
+            smtp.bounce_address.as_deref(),
+            &self.config.site.title,
+            &digest.name,
+            &self.message_domain(),
+        )
+        .map_err(|source| DigestError::Deliver {
+            digest: digest.name.clone(),
+            source,
+        })
+    }
+
+    /// The site's host: the domain of Message-IDs and List-Ids.
+    pub fn message_domain(&self) -> String {
+        self.config
+            .site
+            .base_url
+            .host_str()
+            .unwrap_or("localhost")
+            .to_owned()
+    }
+}

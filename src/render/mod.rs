@@ -1,0 +1,164 @@
+//! Rendering: turns stored posts and an issue into the digest email's subject, HTML and
+//! text. Never sends and never reads the clock.
+//!
+//! Templates are Handlebars. The built-in ones (the files under `templates/` in the
+//! repository) are embedded in the binary; a file of the same name in the configured
+//! templates folder replaces the built-in one. Templates are strict: a misspelt variable
+//! is an error naming the template and line, found when herald starts (`check-config`
+//! renders every template against a sample issue). `{{list.length}}` works as in
+//! Handlebars.js.
+//!
+//! | template | file | escaping |
+//! | --- | --- | --- |
+//! | `<name>.html` | `<name>.html.hbs` | HTML |
+//! | `<name>.txt` | `<name>.txt.hbs` | none (plain text, wrapped at 78 columns) |
+//! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
+
+pub mod email;
+mod text;
+
+use std::path::{Path, PathBuf};
+
+use handlebars::Handlebars;
+
+pub use email::{PersonalFields, Personalized, RenderedIssue};
+
+/// Built-in templates: (registry name, file under the templates folder, source).
+const BUILT_IN: &[(&str, &str, &str)] = &[
+    (
+        "digest.html",
+        "digest.html.hbs",
+        include_str!("../../templates/digest.html.hbs"),
+    ),
+    (
+        "digest.txt",
+        "digest.txt.hbs",
+        include_str!("../../templates/digest.txt.hbs"),
+    ),
+    (
+        "post_html",
+        "partials/post.html.hbs",
+        include_str!("../../templates/partials/post.html.hbs"),
+    ),
+    (
+        "post_txt",
+        "partials/post.txt.hbs",
+        include_str!("../../templates/partials/post.txt.hbs"),
+    ),
+    (
+        "footer_html",
+        "partials/footer.html.hbs",
+        include_str!("../../templates/partials/footer.html.hbs"),
+    ),
+    (
+        "footer_txt",
+        "partials/footer.txt.hbs",
+        include_str!("../../templates/partials/footer.txt.hbs"),
+    ),
+];
+
+/// A template problem, naming the template (and, from Handlebars, the line).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("template {file}: {message}")]
+    Template { file: String, message: String },
+    #[error("cannot read template {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rendering {what}: {message}")]
+    Render { what: String, message: String },
+    #[error("inlining the CSS of {what}: {message}")]
+    Css { what: String, message: String },
+}
+
+/// The compiled templates: one registry that escapes HTML, one that does not.
+pub struct Templates {
+    html: Handlebars<'static>,
+    text: Handlebars<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// Loads the built-in templates, each replaced by a file of the same name in `dir`
+    /// when there is one, plus `<name>.html.hbs` / `<name>.txt.hbs` for every extra
+    /// digest template name in `digest_templates`.
+    pub fn load(dir: &Path, digest_templates: &[&str]) -> Result<Self, Error> {
+        let mut html = Handlebars::new();
+        let mut text = Handlebars::new();
+        html.set_strict_mode(true);
+        text.set_strict_mode(true);
+        text.register_escape_fn(handlebars::no_escape);
+
+        let mut sources: Vec<(String, String, String)> = Vec::new();
+        for (name, file, built_in) in BUILT_IN {
+            let path = dir.join(file);
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => (*built_in).to_owned(),
+                Err(source) => return Err(Error::Read { path, source }),
+            };
+            sources.push(((*name).to_owned(), path.display().to_string(), source));
+        }
+        for name in digest_templates {
+            if *name == "digest" {
+                continue;
+            }
+            for ext in ["html", "txt"] {
+                let path = dir.join(format!("{name}.{ext}.hbs"));
+                let source = std::fs::read_to_string(&path).map_err(|source| Error::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                sources.push((format!("{name}.{ext}"), path.display().to_string(), source));
+            }
+        }
+        for (name, file, source) in sources {
+            let source = text::length_to_len(&source);
+            let is_text = name.ends_with(".txt") || name.ends_with("_txt");
+            let registry = if is_text { &mut text } else { &mut html };
+            registry
+                .register_template_string(&name, source)
+                .map_err(|e| Error::Template {
+                    file: file.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(Self { html, text })
+    }
+
+    /// Renders a plain-text template string (a subject line) against `data`.
+    pub fn render_inline_text(
+        &self,
+        what: &str,
+        template: &str,
+        data: &serde_json::Value,
+    ) -> Result<String, Error> {
+        self.text
+            .render_template(&text::length_to_len(template), data)
+            .map_err(|e| Error::Render {
+                what: what.to_owned(),
+                message: e.to_string(),
+            })
+    }
+
+    fn render_html(&self, name: &str, data: &serde_json::Value) -> Result<String, Error> {
+        self.html.render(name, data).map_err(|e| Error::Render {
+            what: format!("template {name}"),
+            message: e.to_string(),
+        })
+    }
+
+    fn render_text(&self, name: &str, data: &serde_json::Value) -> Result<String, Error> {
+        self.text.render(name, data).map_err(|e| Error::Render {
+            what: format!("template {name}"),
+            message: e.to_string(),
+        })
+    }
+}

@@ -1,0 +1,451 @@
+//! Issues and the delivery ledger: the truth about who got what.
+//!
+//! An issue and one delivery row per confirmed subscriber are written in one transaction,
+//! keyed by (digest, due_at), so a period can never produce two issues. A delivery is
+//! marked sent only after the server accepted the message; a resumed send picks only
+//! queued rows and deferred rows whose time has come.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
+use crate::domain::{
+    DeliveryStatus, Issue, IssueId, IssueStatus, PostId, SubscriberEmail, SubscriberId,
+};
+
+/// An issue about to be created.
+#[derive(Debug, Clone)]
+pub struct NewIssue {
+    pub digest: String,
+    pub due_at: DateTime<Utc>,
+    pub window_start: Option<DateTime<Utc>>,
+    pub window_end: DateTime<Utc>,
+    pub subject: String,
+    pub post_ids: Vec<PostId>,
+    /// Record the period as `empty` and send nothing (no posts, and the digest skips
+    /// empty periods).
+    pub skip: bool,
+}
+
+/// Whether `create_issue` made a new issue or found the period's existing one.
+#[derive(Debug, Clone)]
+pub enum IssueCreated {
+    /// A new issue, with this many deliveries queued.
+    Created(Issue, u64),
+    Existing(Issue),
+}
+
+/// Deliveries of an issue by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCounts {
+    pub queued: u64,
+    pub sent: u64,
+    pub deferred: u64,
+    pub failed: u64,
+}
+
+impl LedgerCounts {
+    pub fn total(&self) -> u64 {
+        self.queued + self.sent + self.deferred + self.failed
+    }
+
+    /// Nothing left to try.
+    pub fn finished(&self) -> bool {
+        self.queued == 0 && self.deferred == 0
+    }
+}
+
+/// A delivery to attempt, with what is needed to address the message.
+#[derive(Debug, Clone)]
+pub struct PendingDelivery {
+    pub subscriber_id: SubscriberId,
+    pub email: SubscriberEmail,
+    pub name: Option<String>,
+    pub attempts: u32,
+    pub hard_failures: u32,
+    pub message_id: String,
+}
+
+/// What a permanent failure did to the subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureEffect {
+    None,
+    /// Third permanent failure in a row: the subscriber is now bounced.
+    Bounced,
+}
+
+const ISSUE_COLUMNS: &str =
+    "id, digest, due_at, window_start, window_end, subject, post_ids, status, created_at";
+
+impl Store {
+    /// Creates the issue for (digest, due_at) with a queued delivery for every confirmed
+    /// subscriber of the digest, in one transaction; or returns the issue that already
+    /// exists for that period. A skipped issue is recorded as `empty` with no deliveries.
+    pub async fn create_issue(
+        &self,
+        new: &NewIssue,
+        message_domain: &str,
+        now: DateTime<Utc>,
+    ) -> Result<IssueCreated> {
+        let mut tx = self.begin_write("begin creating an issue").await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE digest = ?1 AND due_at = ?2"
+        )))
+        .bind(&new.digest)
+        .bind(ts(new.due_at))
+        .fetch_optional(&mut *tx)
+        .await
+        .doing("look for the period's issue")?;
+        if let Some(row) = existing {
+            return Ok(IssueCreated::Existing(issue_from_row(&row)?));
+        }
+        let status = if new.skip {
+            IssueStatus::Empty
+        } else {
+            IssueStatus::Sending
+        };
+        let post_ids = serde_json::to_string(&new.post_ids.iter().map(|p| p.0).collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into());
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO issues (digest, due_at, window_start, window_end, subject, post_ids, status, created_at, finished_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, CASE WHEN ?7 = 'empty' THEN ?8 END)
+             RETURNING {ISSUE_COLUMNS}"
+        )))
+        .bind(&new.digest)
+        .bind(ts(new.due_at))
+        .bind(new.window_start.map(ts))
+        .bind(ts(new.window_end))
+        .bind(&new.subject)
+        .bind(post_ids)
+        .bind(status.as_str())
+        .bind(ts(now))
+        .fetch_one(&mut *tx)
+        .await
+        .doing("insert issue")?;
+        let issue = issue_from_row(&row)?;
+        let mut queued = 0;
+        if status == IssueStatus::Sending {
+            // The Message-ID is derived from (issue, subscriber): a message re-sent after a
+            // crash carries the same id, so mail clients collapse the copy.
+            let done = sqlx::query(
+                "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, message_id, updated_at)
+                 SELECT ?1, s.id, 'queued', 0, '<herald.' || ?1 || '.' || s.id || '@' || ?2 || '>', ?3
+                 FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id
+                 WHERE x.digest = ?4 AND s.status = 'confirmed'",
+            )
+            .bind(issue.id.0)
+            .bind(message_domain)
+            .bind(ts(now))
+            .bind(&new.digest)
+            .execute(&mut *tx)
+            .await
+            .doing("queue deliveries")?;
+            queued = done.rows_affected();
+        }
+        tx.commit().await.doing("commit issue")?;
+        Ok(IssueCreated::Created(issue, queued))
+    }
+
+    pub async fn issue(&self, id: IssueId) -> Result<Option<Issue>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE id = ?1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read issue")?;
+        row.as_ref().map(issue_from_row).transpose()
+    }
+
+    /// The issue of one period, if it exists.
+    pub async fn issue_for(&self, digest: &str, due_at: DateTime<Utc>) -> Result<Option<Issue>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE digest = ?1 AND due_at = ?2"
+        )))
+        .bind(digest)
+        .bind(ts(due_at))
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read the period's issue")?;
+        row.as_ref().map(issue_from_row).transpose()
+    }
+
+    /// The digest's most recent issue (by period).
+    pub async fn latest_issue(&self, digest: &str) -> Result<Option<Issue>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE digest = ?1 ORDER BY due_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read latest issue")?;
+        row.as_ref().map(issue_from_row).transpose()
+    }
+
+    /// Issues still sending (queued or deferred deliveries), oldest first.
+    pub async fn issues_sending(&self) -> Result<Vec<Issue>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE status = 'sending' ORDER BY id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .doing("list sending issues")?;
+        rows.iter().map(issue_from_row).collect()
+    }
+
+    pub async fn ledger_counts(&self, issue: IssueId) -> Result<LedgerCounts> {
+        let rows = sqlx::query(
+            "SELECT status, count(*) AS n FROM deliveries WHERE issue_id = ?1 GROUP BY status",
+        )
+        .bind(issue.0)
+        .fetch_all(&self.pool)
+        .await
+        .doing("count deliveries")?;
+        let mut counts = LedgerCounts::default();
+        for r in rows {
+            let n = r.get::<i64, _>("n").try_into().unwrap_or(0);
+            match DeliveryStatus::parse(&r.get::<String, _>("status")) {
+                Some(DeliveryStatus::Queued) => counts.queued = n,
+                Some(DeliveryStatus::Sent) => counts.sent = n,
+                Some(DeliveryStatus::Deferred) => counts.deferred = n,
+                Some(DeliveryStatus::Failed) => counts.failed = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// When the earliest deferred delivery of an issue may be tried again.
+    pub async fn next_retry_at(&self, issue: IssueId) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> =
+            sqlx::query_scalar("SELECT min(next_attempt_at) FROM deliveries WHERE issue_id = ?1 AND status = 'deferred'")
+                .bind(issue.0)
+                .fetch_one(&self.pool)
+                .await
+                .doing("read next retry")?;
+        parse_opt_ts("deliveries.next_attempt_at", at)
+    }
+
+    /// Deliveries to subscribers who are no longer confirmed (they unsubscribed or
+    /// bounced after the issue was created) are closed as failed, not sent.
+    pub async fn skip_unsubscribed(&self, issue: IssueId, now: DateTime<Utc>) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_reply = 'not sent: subscriber is ' ||
+                 (SELECT status FROM subscribers s WHERE s.id = deliveries.subscriber_id), updated_at = ?2
+             WHERE issue_id = ?1 AND status IN ('queued', 'deferred')
+               AND subscriber_id IN (SELECT id FROM subscribers WHERE status <> 'confirmed')",
+        )
+        .bind(issue.0)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("skip unsubscribed deliveries")?;
+        Ok(done.rows_affected())
+    }
+
+    /// The next batch of deliveries to attempt now, after `after` in subscriber order:
+    /// queued ones, and deferred ones whose time has come. Read in batches so that no list
+    /// of all subscribers is ever held in memory.
+    pub async fn deliveries_to_send(
+        &self,
+        issue: IssueId,
+        after: SubscriberId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>> {
+        let rows = sqlx::query(
+            "SELECT d.subscriber_id, s.email, s.name, d.attempts, s.hard_failures, d.message_id
+             FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+             WHERE d.issue_id = ?1 AND d.subscriber_id > ?2 AND s.status = 'confirmed'
+               AND (d.status = 'queued' OR (d.status = 'deferred' AND d.next_attempt_at <= ?3))
+             ORDER BY d.subscriber_id LIMIT ?4",
+        )
+        .bind(issue.0)
+        .bind(after.0)
+        .bind(ts(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .doing("read deliveries to send")?;
+        rows.iter()
+            .map(|r| {
+                let email: String = r.get("email");
+                Ok(PendingDelivery {
+                    subscriber_id: SubscriberId(r.get("subscriber_id")),
+                    email: SubscriberEmail::parse(&email).map_err(|_| Error::Corrupt {
+                        what: "subscribers.email",
+                        value: email.clone(),
+                    })?,
+                    name: r.get("name"),
+                    attempts: r.get::<i64, _>("attempts").try_into().unwrap_or(0),
+                    hard_failures: r.get::<i64, _>("hard_failures").try_into().unwrap_or(0),
+                    message_id: r.get("message_id"),
+                })
+            })
+            .collect()
+    }
+
+    /// Records the server's acceptance. Called only after the 250.
+    pub async fn mark_sent(
+        &self,
+        issue: IssueId,
+        delivery: &PendingDelivery,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, last_reply = ?3, next_attempt_at = NULL,
+                 updated_at = ?4
+             WHERE issue_id = ?1 AND subscriber_id = ?2",
+        )
+        .bind(issue.0)
+        .bind(delivery.subscriber_id.0)
+        .bind(reply)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("mark delivery sent")?;
+        if delivery.hard_failures > 0 {
+            sqlx::query("UPDATE subscribers SET hard_failures = 0 WHERE id = ?1")
+                .bind(delivery.subscriber_id.0)
+                .execute(&self.pool)
+                .await
+                .doing("reset failure count")?;
+        }
+        Ok(())
+    }
+
+    /// Records a temporary failure; the delivery is tried again at `next_attempt_at`.
+    pub async fn mark_deferred(
+        &self,
+        issue: IssueId,
+        subscriber: SubscriberId,
+        reply: &str,
+        next_attempt_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'deferred', attempts = attempts + 1, last_reply = ?3, next_attempt_at = ?4,
+                 updated_at = ?5
+             WHERE issue_id = ?1 AND subscriber_id = ?2",
+        )
+        .bind(issue.0)
+        .bind(subscriber.0)
+        .bind(reply)
+        .bind(ts(next_attempt_at))
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("mark delivery deferred")?;
+        Ok(())
+    }
+
+    /// Records a final failure. A permanent one (5xx) counts towards the subscriber's
+    /// failures in a row; the third marks them bounced.
+    pub async fn mark_failed(
+        &self,
+        issue: IssueId,
+        subscriber: SubscriberId,
+        reply: &str,
+        permanent: bool,
+        now: DateTime<Utc>,
+    ) -> Result<FailureEffect> {
+        let mut tx = self.begin_write("begin recording a failure").await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', attempts = attempts + 1, last_reply = ?3, next_attempt_at = NULL,
+                 updated_at = ?4
+             WHERE issue_id = ?1 AND subscriber_id = ?2",
+        )
+        .bind(issue.0)
+        .bind(subscriber.0)
+        .bind(reply)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await
+        .doing("mark delivery failed")?;
+        let mut effect = FailureEffect::None;
+        if permanent {
+            let failures: i64 =
+                sqlx::query_scalar("UPDATE subscribers SET hard_failures = hard_failures + 1 WHERE id = ?1 RETURNING hard_failures")
+                    .bind(subscriber.0)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .doing("count hard failure")?;
+            if failures >= 3 {
+                sqlx::query("UPDATE subscribers SET status = 'bounced', bounced_at = ?2 WHERE id = ?1 AND status = 'confirmed'")
+                    .bind(subscriber.0)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .doing("mark subscriber bounced")?;
+                effect = FailureEffect::Bounced;
+            }
+        }
+        tx.commit().await.doing("commit failure")?;
+        Ok(effect)
+    }
+
+    /// Marks the issue sent when no delivery is left to try; returns its status.
+    pub async fn finish_issue_if_done(
+        &self,
+        issue: IssueId,
+        now: DateTime<Utc>,
+    ) -> Result<IssueStatus> {
+        sqlx::query(
+            "UPDATE issues SET status = 'sent', finished_at = ?2
+             WHERE id = ?1 AND status = 'sending'
+               AND NOT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND status IN ('queued', 'deferred'))",
+        )
+        .bind(issue.0)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("finish issue")?;
+        let status: String = sqlx::query_scalar("SELECT status FROM issues WHERE id = ?1")
+            .bind(issue.0)
+            .fetch_one(&self.pool)
+            .await
+            .doing("read issue status")?;
+        IssueStatus::parse(&status).ok_or(Error::Corrupt {
+            what: "issues.status",
+            value: status,
+        })
+    }
+
+    /// The most recent end of a window among the digest's issues: the next issue's posts
+    /// are those first seen after it.
+    pub async fn last_window_end(&self, digest: &str) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> =
+            sqlx::query_scalar("SELECT max(window_end) FROM issues WHERE digest = ?1")
+                .bind(digest)
+                .fetch_one(&self.pool)
+                .await
+                .doing("read last window")?;
+        parse_opt_ts("issues.window_end", at)
+    }
+}
+
+fn issue_from_row(r: &SqliteRow) -> Result<Issue> {
+    let status: String = r.get("status");
+    let post_ids: String = r.get("post_ids");
+    let ids: Vec<i64> = serde_json::from_str(&post_ids).map_err(|_| Error::Corrupt {
+        what: "issues.post_ids",
+        value: post_ids,
+    })?;
+    Ok(Issue {
+        id: IssueId(r.get("id")),
+        digest: r.get("digest"),
+        due_at: parse_ts("issues.due_at", &r.get::<String, _>("due_at"))?,
+        window_start: parse_opt_ts("issues.window_start", r.get("window_start"))?,
+        window_end: parse_ts("issues.window_end", &r.get::<String, _>("window_end"))?,
+        subject: r.get("subject"),
+        post_ids: ids.into_iter().map(PostId).collect(),
+        status: IssueStatus::parse(&status).ok_or(Error::Corrupt {
+            what: "issues.status",
+            value: status,
+        })?,
+        created_at: parse_ts("issues.created_at", &r.get::<String, _>("created_at"))?,
+    })
+}

@@ -1,0 +1,276 @@
+//! The `subscribers` and `subscriptions` tables. Addresses are unique case-insensitively.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
+use crate::domain::{Subscriber, SubscriberEmail, SubscriberId, SubscriberStatus};
+
+/// What adding a subscriber did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    Added(SubscriberId),
+    /// Already known; digests were added or the status confirmed.
+    Updated(SubscriberId),
+    /// Already known exactly like this.
+    Unchanged(SubscriberId),
+}
+
+impl AddOutcome {
+    pub fn id(self) -> SubscriberId {
+        match self {
+            Self::Added(id) | Self::Updated(id) | Self::Unchanged(id) => id,
+        }
+    }
+}
+
+const SUBSCRIBER_COLUMNS: &str = "s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at,
+     (SELECT group_concat(digest, ' ') FROM (SELECT digest FROM subscriptions x WHERE x.subscriber_id = s.id ORDER BY digest)) AS digests";
+
+impl Store {
+    /// Adds a subscriber, or adds digests to a known one (matched case-insensitively).
+    /// A known subscriber's status only moves from pending to confirmed here: an address
+    /// that unsubscribed or bounced is not re-subscribed behind its back.
+    pub async fn add_subscriber(
+        &self,
+        email: &SubscriberEmail,
+        name: Option<&str>,
+        digests: &[String],
+        status: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<AddOutcome> {
+        let mut tx = self.begin_write("begin adding a subscriber").await?;
+        let outcome = add_in(&mut tx, email, name, digests, status, now).await?;
+        tx.commit().await.doing("commit subscriber")?;
+        Ok(outcome)
+    }
+
+    /// Adds many subscribers in one transaction (an import).
+    pub async fn add_subscribers(
+        &self,
+        rows: &[(SubscriberEmail, Option<String>, Vec<String>)],
+        status: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AddOutcome>> {
+        let mut tx = self.begin_write("begin import").await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (email, name, digests) in rows {
+            out.push(add_in(&mut tx, email, name.as_deref(), digests, status, now).await?);
+        }
+        tx.commit().await.doing("commit import")?;
+        Ok(out)
+    }
+
+    /// All subscribers, by id.
+    pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers s ORDER BY s.id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .doing("list subscribers")?;
+        rows.iter().map(subscriber_from_row).collect()
+    }
+
+    pub async fn subscriber_by_email(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers s WHERE s.email = ?1 COLLATE NOCASE"
+        )))
+        .bind(email.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .doing("find subscriber")?;
+        row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    pub async fn subscriber(&self, id: SubscriberId) -> Result<Option<Subscriber>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers s WHERE s.id = ?1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read subscriber")?;
+        row.as_ref().map(subscriber_from_row).transpose()
+    }
+
+    /// Deletes a subscriber and their ledger rows; `false` when the address is unknown.
+    pub async fn remove_subscriber(&self, email: &SubscriberEmail) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM subscribers WHERE email = ?1 COLLATE NOCASE")
+            .bind(email.as_str())
+            .execute(&self.pool)
+            .await
+            .doing("remove subscriber")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets a subscriber's status (confirm, unsubscribe); `false` when nothing changed.
+    pub async fn set_subscriber_status(
+        &self,
+        id: SubscriberId,
+        status: SubscriberStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let column = match status {
+            SubscriberStatus::Confirmed => "confirmed_at",
+            SubscriberStatus::Unsubscribed => "unsubscribed_at",
+            SubscriberStatus::Bounced => "bounced_at",
+            SubscriberStatus::Pending => "created_at",
+        };
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE subscribers SET status = ?2, {column} = ?3, hard_failures = 0 WHERE id = ?1 AND status <> ?2"
+        )))
+        .bind(id.0)
+        .bind(status.as_str())
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("set subscriber status")?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// How many confirmed subscribers a digest has.
+    pub async fn count_recipients(&self, digest: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM subscriptions x JOIN subscribers s ON s.id = x.subscriber_id
+             WHERE x.digest = ?1 AND s.status = 'confirmed'",
+        )
+        .bind(digest)
+        .fetch_one(&self.pool)
+        .await
+        .doing("count recipients")?;
+        Ok(n.try_into().unwrap_or(0))
+    }
+
+    /// A value herald generated and keeps, creating it with `make` the first time.
+    pub async fn setting_or_insert(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> String,
+    ) -> Result<String> {
+        if let Some(v) =
+            sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = ?1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("read setting")?
+        {
+            return Ok(v);
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(make())
+        .execute(&self.pool)
+        .await
+        .doing("write setting")?;
+        // Whoever won a race, this is the value now.
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?1")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .doing("read setting")
+    }
+}
+
+async fn add_in(
+    tx: &mut sqlx::SqliteConnection,
+    email: &SubscriberEmail,
+    name: Option<&str>,
+    digests: &[String],
+    status: SubscriberStatus,
+    now: DateTime<Utc>,
+) -> Result<AddOutcome> {
+    let existing: Option<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT id, status, name FROM subscribers WHERE email = ?1 COLLATE NOCASE")
+            .bind(email.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("find subscriber")?;
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    let (id, mut changed, outcome_new) = match existing {
+        None => {
+            let confirmed_at = (status == SubscriberStatus::Confirmed).then(|| ts(now));
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO subscribers (email, name, status, created_at, confirmed_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            )
+            .bind(email.as_str())
+            .bind(name)
+            .bind(status.as_str())
+            .bind(ts(now))
+            .bind(confirmed_at)
+            .fetch_one(&mut *tx)
+            .await
+            .doing("insert subscriber")?;
+            (id, true, true)
+        }
+        Some((id, old_status, old_name)) => {
+            let mut changed = false;
+            if old_status == SubscriberStatus::Pending.as_str()
+                && status == SubscriberStatus::Confirmed
+            {
+                sqlx::query(
+                    "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?2 WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .doing("confirm subscriber")?;
+                changed = true;
+            }
+            if let Some(name) = name
+                && old_name.as_deref() != Some(name)
+            {
+                sqlx::query("UPDATE subscribers SET name = ?2 WHERE id = ?1")
+                    .bind(id)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .doing("rename subscriber")?;
+                changed = true;
+            }
+            (id, changed, false)
+        }
+    };
+    for digest in digests {
+        let added = sqlx::query("INSERT INTO subscriptions (subscriber_id, digest) VALUES (?1, ?2) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await
+            .doing("subscribe to digest")?;
+        changed |= added.rows_affected() > 0;
+    }
+    let id = SubscriberId(id);
+    Ok(match (outcome_new, changed) {
+        (true, _) => AddOutcome::Added(id),
+        (false, true) => AddOutcome::Updated(id),
+        (false, false) => AddOutcome::Unchanged(id),
+    })
+}
+
+fn subscriber_from_row(r: &SqliteRow) -> Result<Subscriber> {
+    let email: String = r.get("email");
+    let status: String = r.get("status");
+    Ok(Subscriber {
+        id: SubscriberId(r.get("id")),
+        email: SubscriberEmail::parse(&email).map_err(|_| Error::Corrupt {
+            what: "subscribers.email",
+            value: email.clone(),
+        })?,
+        name: r.get("name"),
+        status: SubscriberStatus::parse(&status).ok_or(Error::Corrupt {
+            what: "subscribers.status",
+            value: status,
+        })?,
+        digests: r
+            .get::<Option<String>, _>("digests")
+            .map(|d| d.split(' ').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        created_at: parse_ts("subscribers.created_at", &r.get::<String, _>("created_at"))?,
+        confirmed_at: parse_opt_ts("subscribers.confirmed_at", r.get("confirmed_at"))?,
+    })
+}
