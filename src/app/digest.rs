@@ -98,7 +98,11 @@ pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
 
 fn write_run(out: &mut impl Write, name: &str, run: &DigestRun) -> std::io::Result<()> {
     let issue = &run.issue;
-    let how = if run.created { "created" } else { "found" };
+    let how = match (run.created, run.report.is_some()) {
+        (true, _) => "created",
+        (false, true) => "resumed (it was still sending)",
+        (false, false) => "already exists",
+    };
     writeln!(
         out,
         "digest {name}: issue #{} for {} {how}, {} post{}",

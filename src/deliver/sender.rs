@@ -125,11 +125,11 @@ pub async fn send_issue(
             }
             let permit = tokio::select! {
                 permit = Arc::clone(&permits).acquire_owned() => permit.unwrap_or_else(|_| unreachable!("the semaphore is never closed")),
-                _ = shutdown.changed() => { interrupted = true; break 'batches; }
+                () = stopped(&mut shutdown) => { interrupted = true; break 'batches; }
             };
             tokio::select! {
                 () = pacer.wait() => {}
-                _ = shutdown.changed() => { interrupted = true; break 'batches; }
+                () = stopped(&mut shutdown) => { interrupted = true; break 'batches; }
             }
             let shared = Arc::clone(&shared);
             tasks.spawn(async move {
@@ -227,6 +227,13 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         // The delivery keeps its previous state and is tried again by the next run.
         warn!(issue = issue.0, error = %e, "could not record a delivery outcome");
         shared.tally.ledger_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once a shutdown is signalled; never, if the signal's sender is gone.
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -122,9 +122,14 @@ impl Transport {
     }
 }
 
-/// The error and its cause on one line.
+/// The server's reply as it was sent ("451 4.7.1 …"), or the error and its cause.
 fn reply_of(e: &lettre::transport::smtp::Error) -> String {
     let mut text = e.to_string();
+    if let Some(code) = e.status() {
+        // lettre says "transient error (451): 4.7.1 …"
+        let message = text.split_once("): ").map_or(text.as_str(), |(_, m)| m);
+        return format!("{code} {message}");
+    }
     if let Some(source) = std::error::Error::source(e) {
         let source = source.to_string();
         if !text.contains(&source) {

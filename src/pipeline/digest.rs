@@ -154,7 +154,19 @@ impl Herald {
         let templates = self.templates_for(&digest)?;
         let domain = self.message_domain();
 
-        let (issue, created, queued) = match self.store.issue_for(&digest.name, due_at).await? {
+        // By hand (`digest send`), an issue still sending is resumed rather than a new one
+        // started: after a crash, running the same command again finishes the same issue.
+        let resuming = match when {
+            DigestWhen::Latest | DigestWhen::Now => {
+                self.store.sending_issue_of(&digest.name).await?
+            }
+            DigestWhen::At(_) => None,
+        };
+        let existing = match resuming {
+            Some(issue) => Some(issue),
+            None => self.store.issue_for(&digest.name, due_at).await?,
+        };
+        let (issue, created, queued) = match existing {
             Some(issue) => (issue, false, 0),
             None => {
                 let after = self.store.last_window_end(&digest.name).await?;

@@ -220,6 +220,8 @@ pub fn render_issue(templates: &Templates, input: &IssueInput<'_>) -> Result<Ren
         &base,
     )?;
     let subject = crate::ingest::html::fold_line(&subject);
+    let mut base = base;
+    base["subject"] = json!(subject);
     let name = &input.digest.template;
     let inliner = css_inline::CSSInliner::options()
         .keep_at_rules(true)

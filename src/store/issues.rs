@@ -184,6 +184,18 @@ impl Store {
         row.as_ref().map(issue_from_row).transpose()
     }
 
+    /// The digest's oldest issue still sending, if any.
+    pub async fn sending_issue_of(&self, digest: &str) -> Result<Option<Issue>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE digest = ?1 AND status = 'sending' ORDER BY id LIMIT 1"
+        )))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read sending issue")?;
+        row.as_ref().map(issue_from_row).transpose()
+    }
+
     /// Issues still sending (queued or deferred deliveries), oldest first.
     pub async fn issues_sending(&self) -> Result<Vec<Issue>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -215,6 +227,29 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+
+    /// One delivery's status, attempts and last reply.
+    pub async fn delivery(
+        &self,
+        issue: IssueId,
+        subscriber: SubscriberId,
+    ) -> Result<Option<(DeliveryStatus, u32, Option<String>)>> {
+        let row: Option<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT status, attempts, last_reply FROM deliveries WHERE issue_id = ?1 AND subscriber_id = ?2")
+                .bind(issue.0)
+                .bind(subscriber.0)
+                .fetch_optional(&self.pool)
+                .await
+                .doing("read delivery")?;
+        row.map(|(status, attempts, reply)| {
+            let status = DeliveryStatus::parse(&status).ok_or(Error::Corrupt {
+                what: "deliveries.status",
+                value: status,
+            })?;
+            Ok((status, attempts.try_into().unwrap_or(0), reply))
+        })
+        .transpose()
     }
 
     /// When the earliest deferred delivery of an issue may be tried again.

@@ -4,8 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod digest;
 mod enrich;
 mod feeds;
 mod http;
 mod related_quality;
 mod support;
+
+#[path = "../../benches/support/smtp_sink.rs"]
+mod smtp_sink;
