@@ -2,8 +2,9 @@
 
 use lettre::Address;
 use lettre::address::Envelope;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::domain::SubscriberEmail;
 use crate::render::{PersonalFields, RenderedIssue};
@@ -121,10 +122,23 @@ pub fn build_message(
         .map_err(|e| e.to_string())?;
     let message = builder
         .envelope(envelope.clone())
-        .multipart(MultiPart::alternative_plain_html(
-            issue.text_for(fields),
-            issue.html_for(fields),
-        ))
+        // Both parts come quoted-printable encoded from the rendered issue (encoded once
+        // per issue, fields per subscriber): encoding is most of the work of a message.
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(
+                    Body::dangerous_pre_encoded(
+                        issue.text_qp_for(fields),
+                        ContentTransferEncoding::QuotedPrintable,
+                    ),
+                ))
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(
+                    Body::dangerous_pre_encoded(
+                        issue.html_qp_for(fields),
+                        ContentTransferEncoding::QuotedPrintable,
+                    ),
+                )),
+        )
         .map_err(|e| e.to_string())?;
     Ok(BuiltMessage {
         envelope,

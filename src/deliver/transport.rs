@@ -1,35 +1,58 @@
 //! Where messages go: a folder of `.eml` files, or an SMTP relay.
+//!
+//! SMTP uses lettre's protocol implementation (`AsyncSmtpConnection`: EHLO, STARTTLS,
+//! AUTH, the mail transaction) over connections herald opens and pools itself, because
+//! lettre's own transport leaves Nagle's algorithm on: its message body and the closing
+//! `.` are two writes, and the second waits for the server's delayed ACK, about 40 ms per
+//! message (fixed upstream in lettre/lettre#1159, not yet released). Our sockets set
+//! TCP_NODELAY. A pooled connection is checked with NOOP before reuse when it has been
+//! idle, and any connection an error left broken is dropped, never reused
+//! (lettre/lettre#743). Implicit TLS (`smtps://`) still connects through lettre.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::{Error, SendError};
 use crate::config::{Secrets, SmtpConfig, SmtpTls, SmtpTransport};
+
+/// A pooled connection older than this (idle) is checked with NOOP before reuse.
+const CHECK_AFTER_IDLE: Duration = Duration::from_secs(10);
+/// Idle connections are closed after this, before a typical server timeout (60 s).
+const MAX_IDLE: Duration = Duration::from_secs(45);
 
 /// A configured transport; cheap to clone (the SMTP pool is shared).
 #[derive(Clone)]
 pub enum Transport {
     /// One file per message; writing the same message again overwrites it.
     File(PathBuf),
-    Smtp {
-        host: String,
-        transport: AsyncSmtpTransport<Tokio1Executor>,
-    },
+    Smtp(Arc<SmtpPool>),
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Transport::File(dir) => write!(f, "Transport::File({})", dir.display()),
-            Transport::Smtp { host, .. } => write!(f, "Transport::Smtp({host})"),
+            Transport::Smtp(pool) => write!(f, "Transport::Smtp({}:{})", pool.host, pool.port),
         }
     }
+}
+
+/// Connections to one relay.
+pub struct SmtpPool {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    max_idle: usize,
 }
 
 impl Transport {
@@ -37,43 +60,22 @@ impl Transport {
         match &smtp.transport {
             SmtpTransport::File(dir) => Ok(Transport::File(dir.clone())),
             SmtpTransport::Smtp { host, port, tls } => {
-                let relay_error = |e: lettre::transport::smtp::Error| Error::Relay {
+                let credentials = smtp.username.as_ref().map(|user| {
+                    Credentials::new(
+                        user.clone(),
+                        secrets.smtp_password.clone().unwrap_or_default(),
+                    )
+                });
+                Ok(Transport::Smtp(Arc::new(SmtpPool {
                     host: host.clone(),
-                    message: e.to_string(),
-                };
-                let mut builder = match tls {
-                    SmtpTls::Implicit => {
-                        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(relay_error)?
-                    }
-                    SmtpTls::Required => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                        .map_err(relay_error)?,
-                    SmtpTls::Opportunistic => {
-                        let params = TlsParameters::new(host.clone()).map_err(relay_error)?;
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                            .tls(Tls::Opportunistic(params))
-                    }
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-                    }
-                };
-                builder = builder
-                    .port(*port)
-                    .timeout(Some(smtp.timeout))
-                    // Idle connections are closed before a typical server timeout (60 s), and
-                    // the pool checks a connection before reusing it (lettre/lettre#743).
-                    .pool_config(
-                        PoolConfig::new()
-                            .max_size(u32::try_from(smtp.max_connections).unwrap_or(4))
-                            .idle_timeout(Duration::from_secs(30)),
-                    );
-                if let Some(user) = &smtp.username {
-                    let password = secrets.smtp_password.clone().unwrap_or_default();
-                    builder = builder.credentials(Credentials::new(user.clone(), password));
-                }
-                Ok(Transport::Smtp {
-                    host: host.clone(),
-                    transport: builder.build(),
-                })
+                    port: *port,
+                    tls: *tls,
+                    timeout: smtp.timeout,
+                    credentials,
+                    hello: ClientId::default(),
+                    idle: Mutex::new(Vec::new()),
+                    max_idle: smtp.max_connections,
+                })))
             }
         }
     }
@@ -99,26 +101,138 @@ impl Transport {
     ) -> Result<String, SendError> {
         match self {
             Transport::File(dir) => write_eml(dir, file_stem, bytes).await,
-            Transport::Smtp { transport, .. } => match transport.send_raw(envelope, bytes).await {
-                Ok(response) => {
-                    let text: Vec<&str> = response.message().collect();
-                    Ok(format!("{} {}", response.code(), text.join(" "))
-                        .trim()
-                        .to_owned())
-                }
-                Err(e) if e.is_permanent() || e.is_client() => {
-                    Err(SendError::permanent(reply_of(&e)))
-                }
-                Err(e) => Err(SendError::transient(reply_of(&e))),
-            },
+            Transport::Smtp(pool) => pool.send(envelope, bytes).await,
         }
     }
 
-    /// Closes pooled connections.
+    /// Closes pooled connections politely (QUIT).
     pub async fn shutdown(&self) {
-        if let Transport::Smtp { transport, .. } = self {
-            transport.shutdown().await;
+        if let Transport::Smtp(pool) = self {
+            let idle: Vec<_> = pool
+                .idle
+                .lock()
+                .map(|mut v| std::mem::take(&mut *v))
+                .unwrap_or_default();
+            for (mut conn, _) in idle {
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+            }
         }
+    }
+}
+
+impl SmtpPool {
+    async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<String, SendError> {
+        let mut conn = self.checkout().await?;
+        let result = tokio::time::timeout(self.timeout, conn.send(envelope, bytes)).await;
+        match result {
+            Ok(Ok(response)) => {
+                self.checkin(conn);
+                let text: Vec<&str> = response.message().collect();
+                Ok(format!("{} {}", response.code(), text.join(" "))
+                    .trim()
+                    .to_owned())
+            }
+            // lettre has already closed the connection; it is dropped here.
+            Ok(Err(e)) if e.is_permanent() || e.is_client() => {
+                Err(SendError::permanent(reply_of(&e)))
+            }
+            Ok(Err(e)) => Err(SendError::transient(reply_of(&e))),
+            Err(_) => Err(SendError::transient(format!(
+                "no reply from {} within {}s",
+                self.host,
+                self.timeout.as_secs()
+            ))),
+        }
+    }
+
+    /// An idle connection that still works, or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let candidate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+            let Some((mut conn, since)) = candidate else {
+                break;
+            };
+            let idle_for = since.elapsed();
+            if idle_for > MAX_IDLE || conn.has_broken() {
+                conn.abort().await;
+                continue;
+            }
+            if idle_for > CHECK_AFTER_IDLE && !conn.test_connected().await {
+                conn.abort().await;
+                continue;
+            }
+            return Ok(conn);
+        }
+        tokio::time::timeout(self.timeout, self.connect())
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::transient(format!(
+                    "connecting to {} timed out",
+                    self.host
+                )))
+            })
+    }
+
+    fn checkin(&self, conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let fail = |e: lettre::transport::smtp::Error| {
+            if e.is_permanent() {
+                SendError::permanent(reply_of(&e))
+            } else {
+                SendError::transient(reply_of(&e))
+            }
+        };
+        let tls = || TlsParameters::new(self.host.clone()).map_err(fail);
+        let mut conn = if self.tls == SmtpTls::Implicit {
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls()?),
+                None,
+            )
+            .await
+            .map_err(fail)?
+        } else {
+            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| {
+                    SendError::transient(format!(
+                        "cannot connect to {}:{}: {e}",
+                        self.host, self.port
+                    ))
+                })?;
+            // The reason for managing connections here (see the module docs).
+            let _ = stream.set_nodelay(true);
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(fail)?;
+            match self.tls {
+                SmtpTls::Required => conn.starttls(tls()?, &self.hello).await.map_err(fail)?,
+                SmtpTls::Opportunistic if conn.can_starttls() => {
+                    conn.starttls(tls()?, &self.hello).await.map_err(fail)?
+                }
+                _ => {}
+            }
+            conn
+        };
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(fail)?;
+        }
+        Ok(conn)
     }
 }
 

@@ -102,7 +102,8 @@ impl Field {
 
 #[derive(Debug, Clone)]
 enum Segment {
-    Literal(String),
+    /// Text, and the same text quoted-printable encoded, ending in a soft line break.
+    Literal(String, Vec<u8>),
     Field(Field),
 }
 
@@ -111,6 +112,21 @@ enum Segment {
 pub struct Personalized {
     segments: Vec<Segment>,
     escape_html: bool,
+}
+
+/// Quoted-printable encoding of `text` with CRLF line ends, closed by a soft line break
+/// (`=` CRLF) unless it ends a line: encoded pieces then join into one valid body, so
+/// the bulk of a message is encoded once per issue and only the fields per subscriber.
+fn qp_piece(text: &str) -> Vec<u8> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    let mut encoded = quoted_printable::encode(crlf.as_bytes());
+    if !encoded.ends_with(b"\r\n") {
+        encoded.extend_from_slice(b"=\r\n");
+    }
+    encoded
 }
 
 impl Personalized {
@@ -126,21 +142,19 @@ impl Personalized {
             match (field, chars.next()) {
                 (Some(field), Some(MARK_CLOSE)) => {
                     if open > 0 {
-                        segments.push(Segment::Literal(rest[..open].to_owned()));
+                        segments.push(Segment::literal(&rest[..open]));
                     }
                     segments.push(Segment::Field(field));
                     rest = &after[1 + MARK_CLOSE.len_utf8()..];
                 }
                 _ => {
-                    segments.push(Segment::Literal(
-                        rest[..open + MARK_OPEN.len_utf8()].to_owned(),
-                    ));
+                    segments.push(Segment::literal(&rest[..open + MARK_OPEN.len_utf8()]));
                     rest = after;
                 }
             }
         }
         if !rest.is_empty() {
-            segments.push(Segment::Literal(rest.to_owned()));
+            segments.push(Segment::literal(rest));
         }
         Self {
             segments,
@@ -148,32 +162,66 @@ impl Personalized {
         }
     }
 
+    fn field_value(&self, field: Field, fields: &PersonalFields) -> String {
+        let value = field.value(fields);
+        if self.escape_html {
+            let mut out = String::with_capacity(value.len());
+            escape_into(&mut out, &value);
+            out
+        } else {
+            value
+        }
+    }
+
     /// The output for one subscriber.
     pub fn fill(&self, fields: &PersonalFields) -> String {
-        let mut out = String::with_capacity(
-            self.segments
-                .iter()
-                .map(|s| {
-                    if let Segment::Literal(l) = s {
-                        l.len()
-                    } else {
-                        40
-                    }
-                })
-                .sum(),
-        );
+        let size = self
+            .segments
+            .iter()
+            .map(|s| {
+                if let Segment::Literal(l, _) = s {
+                    l.len()
+                } else {
+                    40
+                }
+            })
+            .sum();
+        let mut out = String::with_capacity(size);
         for segment in &self.segments {
             match segment {
-                Segment::Literal(text) => out.push_str(text),
+                Segment::Literal(text, _) => out.push_str(text),
+                Segment::Field(field) => out.push_str(&self.field_value(*field, fields)),
+            }
+        }
+        out
+    }
+
+    /// The output for one subscriber, quoted-printable encoded (CRLF line ends) for a
+    /// MIME part.
+    pub fn fill_quoted_printable(&self, fields: &PersonalFields) -> Vec<u8> {
+        let size = self
+            .segments
+            .iter()
+            .map(|s| {
+                if let Segment::Literal(_, qp) = s {
+                    qp.len()
+                } else {
+                    64
+                }
+            })
+            .sum();
+        let mut out = Vec::with_capacity(size);
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(_, qp) => out.extend_from_slice(qp),
                 Segment::Field(field) => {
-                    let value = field.value(fields);
-                    if self.escape_html {
-                        escape_into(&mut out, &value)
-                    } else {
-                        out.push_str(&value)
-                    }
+                    out.extend_from_slice(&qp_piece(&self.field_value(*field, fields)))
                 }
             }
+        }
+        // A body does not end in a soft line break.
+        if out.ends_with(b"=\r\n") {
+            out.truncate(out.len() - 3);
         }
         out
     }
@@ -189,7 +237,31 @@ pub struct RenderedIssue {
     text_anonymous: Personalized,
 }
 
+impl Segment {
+    fn literal(text: &str) -> Self {
+        Segment::Literal(text.to_owned(), qp_piece(text))
+    }
+}
+
 impl RenderedIssue {
+    /// The HTML part for one subscriber, quoted-printable encoded.
+    pub fn html_qp_for(&self, fields: &PersonalFields) -> Vec<u8> {
+        if has_name(fields) {
+            self.html_named.fill_quoted_printable(fields)
+        } else {
+            self.html_anonymous.fill_quoted_printable(fields)
+        }
+    }
+
+    /// The text part for one subscriber, quoted-printable encoded.
+    pub fn text_qp_for(&self, fields: &PersonalFields) -> Vec<u8> {
+        if has_name(fields) {
+            self.text_named.fill_quoted_printable(fields)
+        } else {
+            self.text_anonymous.fill_quoted_printable(fields)
+        }
+    }
+
     pub fn html_for(&self, fields: &PersonalFields) -> String {
         if has_name(fields) {
             self.html_named.fill(fields)
@@ -412,6 +484,34 @@ mod tests {
             false,
         );
         assert_eq!(t.fill(&fields), "Ana <Bold> Smith a@b.org");
+    }
+
+    #[test]
+    fn quoted_printable_pieces_decode_to_the_filled_text() {
+        let rendered = format!(
+            "<p>{}</p>\n<p>{} caf\u{e9} = {}</p>\n{}",
+            Field::Greeting.marker(),
+            "long line ".repeat(20),
+            Field::Email.marker(),
+            Field::UnsubscribeUrl.marker()
+        );
+        let p = Personalized::parse(&rendered, true);
+        let fields = PersonalFields {
+            name: Some("Zo\u{eb} <Z>".into()),
+            email: "z@example.org".into(),
+            unsubscribe_url: "https://e.org/u?a=1&b=2".into(),
+        };
+        let encoded = p.fill_quoted_printable(&fields);
+        assert!(
+            encoded.split(|b| *b == b'\n').all(|line| line.len() <= 77),
+            "QP lines stay short"
+        );
+        let decoded =
+            quoted_printable::decode(&encoded, quoted_printable::ParseMode::Strict).unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            p.fill(&fields).replace('\n', "\r\n")
+        );
     }
 
     #[test]
