@@ -39,6 +39,19 @@ pub enum Command {
     /// Send, preview and inspect digest emails
     #[command(subcommand)]
     Digest(DigestCommand),
+    /// Write the outgoing feeds
+    #[command(subcommand)]
+    Feed(FeedCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Write feed.xml (RSS 2.0), atom.xml and feed.json; unchanged files are left alone
+    Write {
+        /// Where to write them [default: feed.out_dir]
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, Command, EnrichArgs, PollArgs, PostsCommand};
+use crate::cli::{Cli, Command, EnrichArgs, FeedCommand, PollArgs, PostsCommand};
 use crate::clock::SystemClock;
 use crate::config::{self, Config};
 use crate::domain::{Post, PostId, RelatedPost};
@@ -57,6 +57,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Enrich(args) => enrich(config, args).await,
         Command::Subscribers(cmd) => subscribers::run(config, cmd).await,
         Command::Digest(cmd) => digest::run(config, cmd).await,
+        Command::Feed(FeedCommand::Write { out_dir }) => feed_write(config, out_dir).await,
         Command::Posts(cmd) => posts(config, cmd).await,
     }
 }
@@ -118,6 +119,8 @@ async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
     if report.changed() {
         let enriched = herald.enrich(EnrichScope::Stale).await?;
         write_enrich_report(&mut out, &enriched)?;
+        let files = herald.write_feeds(None).await?;
+        write_feed_report(&mut out, &files)?;
     }
     let failed = report.failed();
     herald.store.close().await;
@@ -140,6 +143,31 @@ async fn enrich(config: Config, args: EnrichArgs) -> Result<Outcome> {
     write_enrich_report(&mut out, &report)?;
     herald.store.close().await;
     Ok(Outcome::Success)
+}
+
+async fn feed_write(config: Config, out_dir: Option<PathBuf>) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let files = herald.write_feeds(out_dir.as_deref()).await?;
+    write_feed_report(&mut std::io::stdout().lock(), &files)?;
+    herald.close().await;
+    Ok(Outcome::Success)
+}
+
+pub(crate) fn write_feed_report(
+    out: &mut impl Write,
+    files: &[crate::pipeline::FeedFile],
+) -> std::io::Result<()> {
+    let line: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f.path.display(),
+                if f.changed { "written" } else { "unchanged" }
+            )
+        })
+        .collect();
+    writeln!(out, "feeds: {}", line.join(", "))
 }
 
 /// One line per source, then a total.

@@ -69,6 +69,11 @@ impl Fetcher {
         Ok(Self { client })
     }
 
+    /// The HTTP client, for other outgoing requests (WebSub pings).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// Fetches one source, conditionally when `state` remembers validators.
     #[tracing::instrument(skip_all, fields(source = %source.name))]
     pub async fn fetch(

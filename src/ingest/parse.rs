@@ -32,6 +32,16 @@ pub fn parse_feed(
         }
         return Err(reason);
     }
+    // A document that says (or implies) UTF-8 but is not: repair it, replacing the bad
+    // sequences, rather than lose every entry over a few bytes. Other declared encodings
+    // go to feed-rs untouched; it decodes them.
+    let repaired;
+    let bytes = if declares_utf8(start) && std::str::from_utf8(bytes).is_err() {
+        repaired = String::from_utf8_lossy(bytes).into_owned();
+        repaired.as_bytes()
+    } else {
+        bytes
+    };
     let parser = feed_rs::parser::Builder::new()
         .base_uri(base)
         .id_generator(|_links, _title, _uri| String::new())
@@ -40,6 +50,30 @@ pub fn parse_feed(
     parser
         .parse(bytes)
         .map_err(|e| format!("cannot parse it as RSS, Atom or JSON Feed: {e}"))
+}
+
+/// Whether an XML prolog declares UTF-8 or no encoding (JSON is always UTF-8).
+fn declares_utf8(start: &[u8]) -> bool {
+    if !start.starts_with(b"<?xml") {
+        return true;
+    }
+    let end = start
+        .iter()
+        .position(|b| *b == b'>')
+        .unwrap_or(start.len().min(200));
+    let prolog = String::from_utf8_lossy(&start[..end]).to_ascii_lowercase();
+    match prolog.split("encoding").nth(1) {
+        None => true,
+        Some(rest) => {
+            let value: String = rest
+                .trim_start_matches([' ', '='])
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(|c| *c != '"' && *c != '\'')
+                .collect();
+            value == "utf-8" || value == "utf8"
+        }
+    }
 }
 
 fn skip_bom_and_space(bytes: &[u8]) -> &[u8] {
@@ -96,6 +130,21 @@ mod tests {
             err.contains("HTML page") && err.contains("https://example.org/feed.xml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn repairs_invalid_utf8_in_a_utf8_document() {
+        let mut rss = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\"><channel><title>t</title><item><title>caf".to_vec();
+        rss.extend_from_slice(b"\xe9 \xff</title><guid>1</guid></item></channel></rss>");
+        let feed = parse_feed(&rss, None, None).unwrap();
+        assert_eq!(
+            feed.entries[0].title.as_ref().unwrap().content,
+            "caf\u{fffd} \u{fffd}"
+        );
+        assert!(declares_utf8(b"<?xml version='1.0'?>"));
+        assert!(!declares_utf8(
+            b"<?xml version='1.0' encoding='ISO-8859-1'?>"
+        ));
     }
 
     #[test]

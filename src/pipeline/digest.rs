@@ -402,7 +402,7 @@ impl Herald {
         Ok(Some((issue, counts, retry)))
     }
 
-    async fn related_for(
+    pub(super) async fn related_for(
         &self,
         posts: &[Post],
     ) -> Result<HashMap<PostId, Vec<RelatedPost>>, crate::store::Error> {

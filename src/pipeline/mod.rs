@@ -14,8 +14,10 @@ use tracing::{info, warn};
 use url::Url;
 
 mod digest;
+mod feeds;
 
 pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
+pub use feeds::{FeedError, FeedFile};
 
 use crate::clock::SharedClock;
 use crate::config::Secrets;

@@ -15,6 +15,7 @@
 //! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
 
 pub mod email;
+pub mod feed;
 mod text;
 
 use std::path::{Path, PathBuf};

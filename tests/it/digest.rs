@@ -782,20 +782,39 @@ async fn preview_writes_the_next_issue_without_touching_the_ledger() {
 
 #[tokio::test]
 async fn a_template_typo_is_reported_with_the_template_and_line() {
-    let env = TestEnv::new("[templates]\ndir = \"tpl\"\n\n[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n");
+    let env = TestEnv::new(
+        "[templates]\ndir = \"tpl\"\n\n[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n",
+    );
     let dir = env.dir.path().join("tpl");
     std::fs::create_dir_all(&dir).unwrap();
     // A misspelt variable on line 3 of an override: strict mode catches it.
-    std::fs::write(dir.join("digest.txt.hbs"), "{{site.title}}\n\n{{#each posts}}{{titel}}{{/each}}\n").unwrap();
+    std::fs::write(
+        dir.join("digest.txt.hbs"),
+        "{{site.title}}\n\n{{#each posts}}{{titel}}{{/each}}\n",
+    )
+    .unwrap();
     let (code, _, stderr) = env.run(&["check-config"]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("digests[0] \"weekly\""), "{stderr}");
-    assert!(stderr.contains("digest.txt") && stderr.contains("line 3") && stderr.contains("titel"), "{stderr}");
+    assert!(
+        stderr.contains("digest.txt") && stderr.contains("line 3") && stderr.contains("titel"),
+        "{stderr}"
+    );
 
     // A syntax error names the file and line too.
-    std::fs::write(dir.join("digest.txt.hbs"), "{{site.title}}\n{{#each posts}}\n{{title}}\n").unwrap();
+    std::fs::write(
+        dir.join("digest.txt.hbs"),
+        "{{site.title}}\n{{#each posts}}\n{{title}}\n",
+    )
+    .unwrap();
     let (code, _, stderr) = env.run(&["check-config"]).await;
     assert_eq!(code, 1);
     assert!(stderr.contains("tpl/digest.txt.hbs"), "{stderr}");
-    assert!(stderr.contains(":4") || stderr.contains("line 4") || stderr.contains(":3") || stderr.contains("line 3"), "{stderr}");
+    assert!(
+        stderr.contains(":4")
+            || stderr.contains("line 4")
+            || stderr.contains(":3")
+            || stderr.contains("line 3"),
+        "{stderr}"
+    );
 }

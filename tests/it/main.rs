@@ -7,6 +7,7 @@ mod cli;
 mod digest;
 mod enrich;
 mod feeds;
+mod feeds_out;
 mod http;
 mod related_quality;
 mod support;

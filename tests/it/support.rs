@@ -233,11 +233,24 @@ impl TestEnv {
         self.dir.path().join("herald.toml")
     }
 
-    /// The validated config, with relative paths made absolute inside the temp dir.
+    /// The validated config, with relative paths made absolute inside the temp dir (as
+    /// the binary, run in the temp dir, would see them).
     pub fn config(&self) -> config::Config {
         let mut config = config::load(&self.config_path()).expect("valid test config");
         if let config::StoreUrl::Sqlite(path) = &config.store.url {
             config.store.url = config::StoreUrl::Sqlite(self.dir.path().join(path));
+        }
+        let rebase = |p: &std::path::Path| {
+            if p.is_relative() {
+                self.dir.path().join(p)
+            } else {
+                p.to_path_buf()
+            }
+        };
+        config.feed.out_dir = rebase(&config.feed.out_dir);
+        config.templates.dir = rebase(&config.templates.dir);
+        if let config::SmtpTransport::File(dir) = &config.smtp.transport {
+            config.smtp.transport = config::SmtpTransport::File(rebase(dir));
         }
         for source in &mut config.sources {
             if let config::SourceLocation::File(path) = &source.location
