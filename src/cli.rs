@@ -42,6 +42,18 @@ pub enum Command {
     /// Write the outgoing feeds
     #[command(subcommand)]
     Feed(FeedCommand),
+    /// Do everything once now (poll, enrich, feeds, due digests), then exit
+    Run {
+        /// Send this digest now, whatever its schedule says
+        #[arg(long, value_name = "NAME")]
+        digest: Option<String>,
+    },
+    /// Run the daemon: poll and send on schedule, serve feeds and subscription pages
+    Serve {
+        /// Address to listen on [default: http.listen]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<std::net::SocketAddr>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ pub mod config;
 pub mod deliver;
 pub mod domain;
 pub mod enrich;
+pub mod http;
 pub mod ingest;
 pub mod pipeline;
 pub mod render;

@@ -4,6 +4,7 @@
 //! logs go to stderr. The [`Outcome`] decides the exit code.
 
 mod digest;
+mod serve;
 mod subscribers;
 
 use std::io::Write;
@@ -58,6 +59,8 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Subscribers(cmd) => subscribers::run(config, cmd).await,
         Command::Digest(cmd) => digest::run(config, cmd).await,
         Command::Feed(FeedCommand::Write { out_dir }) => feed_write(config, out_dir).await,
+        Command::Run { digest } => serve::run(config, digest).await,
+        Command::Serve { listen } => serve::serve(config, listen).await,
         Command::Posts(cmd) => posts(config, cmd).await,
     }
 }

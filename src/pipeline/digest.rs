@@ -310,6 +310,12 @@ impl Herald {
             shutdown,
         )
         .await?;
+        self.metrics
+            .digest_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .messages_sent
+            .fetch_add(report.sent, std::sync::atomic::Ordering::Relaxed);
         info!(
             digest = %digest.name,
             issue = issue.id.0,
@@ -386,6 +392,38 @@ impl Herald {
             posts: posts.len(),
             files,
         })
+    }
+
+    /// An issue rendered as sent, for its "view online" page; `None` when there is no such
+    /// issue (or it was empty).
+    pub async fn archive_issue(
+        &self,
+        id: crate::domain::IssueId,
+    ) -> Result<Option<RenderedIssue>, DigestError> {
+        let Some(issue) = self.store.issue(id).await? else {
+            return Ok(None);
+        };
+        if issue.status == IssueStatus::Empty {
+            return Ok(None);
+        }
+        let Ok(digest) = self.digest_config(&issue.digest).cloned() else {
+            return Ok(None);
+        };
+        let templates = self.templates_for(&digest)?;
+        let posts = self.store.posts_by_ids(&issue.post_ids).await?;
+        let related = self.related_for(&posts).await?;
+        let mut rendered = self
+            .render(
+                &templates,
+                &digest,
+                issue.due_at,
+                &posts,
+                &related,
+                Some(&issue),
+            )
+            .await?;
+        rendered.subject = issue.subject;
+        Ok(Some(rendered))
     }
 
     /// The latest issue of a digest and its ledger.

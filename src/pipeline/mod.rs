@@ -13,11 +13,16 @@ use futures_util::StreamExt;
 use tracing::{info, warn};
 use url::Url;
 
+mod daemon;
 mod digest;
 mod feeds;
+mod subscription;
+
+pub use daemon::TickReport;
 
 pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
 pub use feeds::{FeedError, FeedFile};
+pub use subscription::SignUp;
 
 use crate::clock::SharedClock;
 use crate::config::Secrets;
@@ -43,6 +48,10 @@ pub struct Herald {
     enricher: Arc<Enricher>,
     secrets: Secrets,
     transport: Transport,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    /// Whether this process has written the feeds yet.
+    feeds_written: Arc<std::sync::atomic::AtomicBool>,
     /// The related-posts index, loaded on first use and then kept up to date.
     related: Arc<tokio::sync::Mutex<Option<RelatedIndex>>>,
 }
@@ -156,6 +165,8 @@ impl Herald {
         Ok(Self {
             secrets,
             transport,
+            metrics: Arc::default(),
+            feeds_written: Arc::default(),
             config: Arc::new(config),
             store,
             clock,
@@ -175,10 +186,35 @@ impl Herald {
     /// Polls every enabled source now (or only the one named), at most
     /// `ingest.concurrency` at a time.
     pub async fn poll_sources(&self, only: Option<&str>) -> Result<PollReport, Error> {
+        self.poll_selected(only, false).await
+    }
+
+    /// Polls the enabled sources whose next check has come (the daemon's poll): the poll
+    /// interval, stretched by the server's Cache-Control or Retry-After and by backoff
+    /// after failures, decides.
+    pub async fn poll_due_sources(&self) -> Result<PollReport, Error> {
+        self.poll_selected(None, true).await
+    }
+
+    async fn poll_selected(&self, only: Option<&str>, only_due: bool) -> Result<PollReport, Error> {
         let ids = self
             .store
             .sync_sources(&self.config.sources, self.clock.now())
             .await?;
+        let due: Option<std::collections::HashSet<String>> = if only_due {
+            let now = self.clock.now();
+            Some(
+                self.store
+                    .sources()
+                    .await?
+                    .into_iter()
+                    .filter(|row| row.state.next_check_at.is_none_or(|at| at <= now))
+                    .map(|row| row.name)
+                    .collect(),
+            )
+        } else {
+            None
+        };
         let selected: Vec<&SourceConfig> = match only {
             Some(name) => {
                 let source = self
@@ -198,7 +234,12 @@ impl Herald {
                     })?;
                 vec![source]
             }
-            None => self.config.sources.iter().filter(|s| s.enabled).collect(),
+            None => self
+                .config
+                .sources
+                .iter()
+                .filter(|s| s.enabled && due.as_ref().is_none_or(|due| due.contains(&s.name)))
+                .collect(),
         };
         let mut sources: Vec<SourcePoll> = futures_util::stream::iter(selected)
             .map(|source| {
@@ -337,6 +378,28 @@ impl Herald {
     /// Polls one source and records the outcome on its row; never fails the caller.
     #[tracing::instrument(skip_all, fields(source = %source.name))]
     async fn poll_source(&self, source: &SourceConfig, id: SourceId) -> PollOutcome {
+        let started = std::time::Instant::now();
+        self.metrics
+            .polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let outcome = self.poll_source_inner(source, id).await;
+        self.metrics
+            .poll_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match &outcome {
+            PollOutcome::Failed { .. } => self.metrics.fetch_error(&source.name),
+            PollOutcome::Stored { changes, .. } => {
+                self.metrics.posts_ingested.fetch_add(
+                    changes.new.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            PollOutcome::NotModified => {}
+        }
+        outcome
+    }
+
+    async fn poll_source_inner(&self, source: &SourceConfig, id: SourceId) -> PollOutcome {
         match self.try_poll_source(source, id).await {
             Ok(outcome) => outcome,
             Err(error) => {

@@ -13,6 +13,7 @@
 //! | `<name>.html` | `<name>.html.hbs` | HTML |
 //! | `<name>.txt` | `<name>.txt.hbs` | none (plain text, wrapped at 78 columns) |
 //! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
+//! | pages `page_index`, `page_message`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
 
 pub mod email;
 pub mod feed;
@@ -147,6 +148,11 @@ impl Templates {
                 what: what.to_owned(),
                 message: e.to_string(),
             })
+    }
+
+    /// Renders one of the HTML templates (a page) against `data`.
+    pub fn render_page(&self, name: &str, data: &serde_json::Value) -> Result<String, Error> {
+        self.render_html(name, data)
     }
 
     fn render_html(&self, name: &str, data: &serde_json::Value) -> Result<String, Error> {

@@ -252,6 +252,27 @@ impl Store {
         .transpose()
     }
 
+    /// Deliveries of every issue by status.
+    pub async fn delivery_counts(&self) -> Result<LedgerCounts> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, count(*) FROM deliveries GROUP BY status")
+                .fetch_all(&self.pool)
+                .await
+                .doing("count all deliveries")?;
+        let mut counts = LedgerCounts::default();
+        for (status, n) in rows {
+            let n = n.try_into().unwrap_or(0);
+            match DeliveryStatus::parse(&status) {
+                Some(DeliveryStatus::Queued) => counts.queued = n,
+                Some(DeliveryStatus::Sent) => counts.sent = n,
+                Some(DeliveryStatus::Deferred) => counts.deferred = n,
+                Some(DeliveryStatus::Failed) => counts.failed = n,
+                None => {}
+            }
+        }
+        Ok(counts)
+    }
+
     /// When the earliest deferred delivery of an issue may be tried again.
     pub async fn next_retry_at(&self, issue: IssueId) -> Result<Option<DateTime<Utc>>> {
         let at: Option<String> =

@@ -152,7 +152,7 @@ fn create_parent(path: &Path) -> Result<()> {
 }
 
 /// A timestamp as stored: UTC, millisecond precision, fixed width so text order is time order.
-pub(crate) fn ts(at: DateTime<Utc>) -> String {
+pub fn ts(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 

@@ -130,6 +130,20 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Subscribers by status.
+    pub async fn subscriber_counts(&self) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM subscribers GROUP BY status ORDER BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("count subscribers")?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, n.try_into().unwrap_or(0)))
+            .collect())
+    }
+
     /// How many confirmed subscribers a digest has.
     pub async fn count_recipients(&self, digest: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(

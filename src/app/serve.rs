@@ -1,0 +1,159 @@
+//! `herald serve` (the daemon) and `herald run` (one pass of everything).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{info, warn};
+
+use super::{Outcome, open, write_enrich_report, write_feed_report, write_poll_report};
+use crate::config::Config;
+use crate::deliver::sender::stopped;
+use crate::http::{self, AppState};
+use crate::pipeline::{DigestRun, DigestWhen, EnrichScope};
+
+/// How often the daemon looks at what is due. The decision itself is made by the
+/// schedules (croner, in each digest's time zone) against the store, never by this tick.
+const TICK: &str = "*/15 * * * * *";
+/// How long a shutdown waits for in-flight work (SMTP transactions, HTTP requests).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let addr = listen.unwrap_or(herald.config.http.listen);
+    let state = AppState::new(herald.clone()).context("cannot load the page templates")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    info!(addr = %listener.local_addr().unwrap_or(addr), "serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::telemetry::shutdown_signal().await;
+        info!("shutting down: no new requests or messages; finishing those in flight");
+        let _ = stop_tx.send(true);
+    });
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(http::serve(listener, state.clone(), async move {
+        stopped(&mut http_stop).await
+    }));
+
+    // tokio-cron-scheduler only wakes the loop; a tick that arrives while one is running
+    // is dropped, so work never overlaps.
+    let (tick_tx, mut ticks) = mpsc::channel::<()>(1);
+    let scheduler = JobScheduler::new()
+        .await
+        .context("cannot start the scheduler")?;
+    let tx = tick_tx.clone();
+    let job = Job::new_async(TICK, move |_, _| {
+        let tx = tx.clone();
+        Box::pin(async move {
+            let _ = tx.try_send(());
+        })
+    })
+    .context("cannot create the tick job")?;
+    scheduler
+        .add(job)
+        .await
+        .context("cannot add the tick job")?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the scheduler")?;
+    let _ = tick_tx.try_send(()); // the first round right away
+
+    let mut stop = stop_rx.clone();
+    loop {
+        tokio::select! {
+            Some(()) = ticks.recv() => {
+                let report = herald.tick(stop_rx.clone()).await;
+                if report.feeds_changed {
+                    state.reload_feeds();
+                }
+            }
+            () = stopped(&mut stop) => break,
+        }
+    }
+    let mut scheduler = scheduler;
+    let _ = scheduler.shutdown().await;
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "the HTTP server stopped with an error"),
+        Ok(Err(e)) => warn!(error = %e, "the HTTP server task failed"),
+        Err(_) => warn!("requests still running after the grace period were cut off"),
+    }
+    herald.close().await;
+    info!("stopped");
+    Ok(Outcome::Success)
+}
+
+/// One pass of everything now: poll, enrich, write the feeds, finish interrupted sends,
+/// send the digests that are due (or the one named, now).
+pub async fn run(config: Config, digest: Option<String>) -> Result<Outcome> {
+    let herald = open(config).await?;
+    let mut out = std::io::stdout().lock();
+    let mut outcome = Outcome::Success;
+    let stop = super::digest::stop_on_ctrl_c();
+
+    let poll = herald.poll_sources(None).await?;
+    write_poll_report(&mut out, &poll)?;
+    if poll.failed() > 0 {
+        outcome = Outcome::Partial;
+    }
+    let enriched = herald.enrich(EnrichScope::Stale).await?;
+    write_enrich_report(&mut out, &enriched)?;
+    let files = herald.write_feeds(None).await?;
+    write_feed_report(&mut out, &files)?;
+
+    let mut runs: Vec<(String, DigestRun)> = Vec::new();
+    for run in herald.resume_sending(stop.clone()).await? {
+        runs.push((run.issue.digest.clone(), run));
+    }
+    let due: Vec<(String, DigestWhen)> = match digest {
+        Some(name) => vec![(name, DigestWhen::Now)],
+        None => herald
+            .due_digests()
+            .await?
+            .into_iter()
+            .map(|(name, at)| (name, DigestWhen::At(at)))
+            .collect(),
+    };
+    for (name, when) in due {
+        match herald.send_digest(&name, when, stop.clone()).await {
+            Ok(run) => runs.push((name, run)),
+            Err(e) => {
+                writeln!(out, "digest {name}: FAILED: {e}")?;
+                outcome = Outcome::Partial;
+            }
+        }
+    }
+    if runs.is_empty() {
+        writeln!(out, "digests: none due")?;
+    }
+    for (name, run) in &runs {
+        let r = run.report.unwrap_or_default();
+        writeln!(
+            out,
+            "digest {name}: issue #{} ({}), {} post{}: {} sent, {} deferred, {} failed this run",
+            run.issue.id,
+            run.status.as_str(),
+            run.issue.post_ids.len(),
+            if run.issue.post_ids.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            r.sent,
+            r.deferred,
+            r.failed
+        )?;
+        if run.counts.failed > 0 || run.counts.deferred > 0 || r.interrupted {
+            outcome = Outcome::Partial;
+        }
+    }
+    herald.close().await;
+    Ok(outcome)
+}

@@ -1,0 +1,332 @@
+//! The web side of `herald serve` (axum): the outgoing feeds with conditional GET, a
+//! landing page with a subscribe form, double opt-in, one-click unsubscribe (RFC 8058),
+//! the "view online" archive, health and metrics.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /feed.xml`, `/atom.xml`, `/feed.json` | the feeds from memory, strong ETag, Last-Modified, 304, Cache-Control, Link self/hub |
+//! | `GET /` | landing page (templates/pages/index.html.hbs) |
+//! | `POST /subscribe` | form or JSON; same answer whether or not the address is known; rate-limited per client |
+//! | `GET /confirm/{token}` | confirms a pending subscriber |
+//! | `GET`/`POST /unsubscribe/{token}` | a page with a button / the one-click unsubscribe itself |
+//! | `GET /archive/{issue}` | an issue as sent, without anyone's personal data |
+//! | `GET /healthz`, `GET /metrics` | liveness (the store answers), Prometheus text |
+//!
+//! Every route has a body limit (16 KiB) and a timeout (10 s). This module never ingests
+//! or sends digests; it asks the pipeline.
+
+mod pages;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::pipeline::Herald;
+use crate::render::Templates;
+
+/// Largest request body accepted.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// Longest a request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    herald: Herald,
+    templates: Templates,
+    feeds: RwLock<FeedCache>,
+    limiter: Mutex<RateLimiter>,
+}
+
+/// One feed as served: bytes and validators, computed when the file changes.
+#[derive(Clone)]
+struct CachedFeed {
+    body: axum::body::Bytes,
+    etag: String,
+    last_modified: String,
+    modified: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct FeedCache {
+    rss: Option<CachedFeed>,
+    atom: Option<CachedFeed>,
+    json: Option<CachedFeed>,
+}
+
+/// Sign-ups allowed per client address and per email address in a window.
+struct RateLimiter {
+    window: Duration,
+    per_client: u32,
+    per_address: u32,
+    clients: HashMap<IpAddr, (Instant, u32)>,
+    addresses: HashMap<String, (Instant, u32)>,
+}
+
+impl RateLimiter {
+    fn new() -> Self {
+        Self {
+            window: Duration::from_secs(10 * 60),
+            per_client: 5,
+            per_address: 3,
+            clients: HashMap::new(),
+            addresses: HashMap::new(),
+        }
+    }
+
+    /// Counts an attempt from `client`; false when it is over the limit.
+    fn allow_client(&mut self, client: IpAddr) -> bool {
+        let (window, limit) = (self.window, self.per_client);
+        count(&mut self.clients, client, window, limit)
+    }
+
+    /// Counts a confirmation email to `address`; false when it is over the limit (so an
+    /// address cannot be flooded from many clients).
+    fn allow_address(&mut self, address: &str) -> bool {
+        let (window, limit) = (self.window, self.per_address);
+        count(&mut self.addresses, address.to_lowercase(), window, limit)
+    }
+}
+
+fn count<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, (Instant, u32)>,
+    key: K,
+    window: Duration,
+    limit: u32,
+) -> bool {
+    let now = Instant::now();
+    if map.len() > 100_000 {
+        map.retain(|_, (start, _)| now.duration_since(*start) < window);
+    }
+    let entry = map.entry(key).or_insert((now, 0));
+    if now.duration_since(entry.0) >= window {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    entry.1 <= limit
+}
+
+impl AppState {
+    /// Loads page templates and the current feed files.
+    pub fn new(herald: Herald) -> Result<Self, crate::render::Error> {
+        let templates = Templates::load(&herald.config.templates.dir, &[])?;
+        let state = Self {
+            inner: Arc::new(Inner {
+                herald,
+                templates,
+                feeds: RwLock::new(FeedCache::default()),
+                limiter: Mutex::new(RateLimiter::new()),
+            }),
+        };
+        state.reload_feeds();
+        Ok(state)
+    }
+
+    /// Re-reads the feed files (after the pipeline wrote them).
+    pub fn reload_feeds(&self) {
+        let dir = &self.inner.herald.config.feed.out_dir;
+        let cache = FeedCache {
+            rss: load(dir, "feed.xml"),
+            atom: load(dir, "atom.xml"),
+            json: load(dir, "feed.json"),
+        };
+        if let Ok(mut feeds) = self.inner.feeds.write() {
+            *feeds = cache;
+        }
+    }
+
+    fn herald(&self) -> &Herald {
+        &self.inner.herald
+    }
+}
+
+fn load(dir: &Path, name: &str) -> Option<CachedFeed> {
+    let path = dir.join(name);
+    let body = std::fs::read(&path).ok()?;
+    let modified: DateTime<Utc> = std::fs::metadata(&path).ok()?.modified().ok()?.into();
+    let digest = Sha256::digest(&body);
+    Some(CachedFeed {
+        etag: format!("\"{}\"", crate::domain::hex(&digest[..16])),
+        last_modified: http_date(modified),
+        modified: modified.with_nanosecond0(),
+        body: body.into(),
+    })
+}
+
+trait Truncate {
+    fn with_nanosecond0(self) -> Self;
+}
+
+impl Truncate for DateTime<Utc> {
+    fn with_nanosecond0(self) -> Self {
+        DateTime::from_timestamp(self.timestamp(), 0).unwrap_or(self)
+    }
+}
+
+/// An IMF-fixdate (RFC 9110 §5.6.7).
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// The router with every route, limit and timeout.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/feed.xml", get(rss))
+        .route("/atom.xml", get(atom))
+        .route("/feed.json", get(json))
+        .route("/", get(pages::index))
+        .route("/subscribe", post(subscribe::subscribe))
+        .route("/confirm/{token}", get(subscribe::confirm))
+        .route(
+            "/unsubscribe/{token}",
+            get(subscribe::unsubscribe_page).post(subscribe::unsubscribe),
+        )
+        .route("/archive/{issue}", get(pages::archive))
+        .route("/healthz", get(pages::healthz))
+        .route("/metrics", get(pages::metrics))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and finishes what is in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+#[derive(Clone, Copy)]
+enum FeedKind {
+    Rss,
+    Atom,
+    Json,
+}
+
+async fn rss(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    serve_feed(&state, FeedKind::Rss, &headers)
+}
+
+async fn atom(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    serve_feed(&state, FeedKind::Atom, &headers)
+}
+
+async fn json(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    serve_feed(&state, FeedKind::Json, &headers)
+}
+
+fn serve_feed(state: &AppState, kind: FeedKind, headers: &HeaderMap) -> Response {
+    let feed_config = &state.herald().config.feed;
+    let (content_type, self_url) = match kind {
+        FeedKind::Rss => ("application/rss+xml; charset=utf-8", &feed_config.rss_url),
+        FeedKind::Atom => ("application/atom+xml; charset=utf-8", &feed_config.atom_url),
+        FeedKind::Json => (
+            "application/feed+json; charset=utf-8",
+            &feed_config.json_url,
+        ),
+    };
+    let cached = state.inner.feeds.read().ok().and_then(|feeds| match kind {
+        FeedKind::Rss => feeds.rss.clone(),
+        FeedKind::Atom => feeds.atom.clone(),
+        FeedKind::Json => feeds.json.clone(),
+    });
+    let Some(feed) = cached else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "60")],
+            "The feed has not been written yet.\n",
+        )
+            .into_response();
+    };
+    let mut link = format!("<{self_url}>; rel=\"self\"");
+    if let Some(hub) = &feed_config.hub {
+        link.push_str(&format!(", <{hub}>; rel=\"hub\""));
+    }
+    let mut response = if not_modified(headers, &feed) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(feed.body.clone()));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r
+    };
+    let h = response.headers_mut();
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.insert(header::ETAG, value(&feed.etag));
+    h.insert(header::LAST_MODIFIED, value(&feed.last_modified));
+    h.insert(
+        header::CACHE_CONTROL,
+        value(&format!("public, max-age={}", feed_config.ttl.as_secs())),
+    );
+    h.insert(header::LINK, value(&link));
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// RFC 9110 §13.1: If-None-Match wins; If-Modified-Since counts only without it.
+fn not_modified(headers: &HeaderMap, feed: &CachedFeed) -> bool {
+    if let Some(inm) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        return inm
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == feed.etag);
+    }
+    headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| DateTime::parse_from_rfc2822(s).ok())
+        .is_some_and(|since| since.with_timezone(&Utc) >= feed.modified)
+}
+
+/// A plain HTML page from the message template (errors use it too, and say nothing more
+/// than the heading and message given).
+fn message_page(state: &AppState, status: StatusCode, heading: &str, message: &str) -> Response {
+    let site = &state.herald().config.site;
+    let data = serde_json::json!({
+        "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
+        "heading": heading,
+        "message": message,
+    });
+    match state.inner.templates.render_page("page_message", &data) {
+        Ok(html) => (
+            status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the message page template failed");
+            (status, format!("{heading}\n\n{message}\n")).into_response()
+        }
+    }
+}

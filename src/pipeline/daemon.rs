@@ -1,0 +1,112 @@
+//! One round of the daemon: everything whose time has come, decided against the store.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::{DigestRun, DigestWhen, EnrichReport, EnrichScope, Herald, PollReport};
+use crate::schedule;
+
+/// What a tick did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    pub poll: PollReport,
+    pub enriched: Option<EnrichReport>,
+    /// Whether any outgoing feed file changed.
+    pub feeds_changed: bool,
+    /// Digests sent because their instant came, and issues resumed.
+    pub digests: Vec<DigestRun>,
+    /// Problems, one line each (the tick went on past them).
+    pub errors: Vec<String>,
+}
+
+impl Herald {
+    /// The digests due now, with the instant each is due for: the latest scheduled
+    /// instant, unless the store already has an issue at or after it. A digest herald has
+    /// never sent starts with the first instant after herald first saw it, so a new
+    /// install does not send a stale period at once.
+    pub async fn due_digests(&self) -> Result<Vec<(String, DateTime<Utc>)>, crate::store::Error> {
+        let now = self.clock.now();
+        let mut due = Vec::new();
+        for digest in &self.config.digests {
+            let last = match self.store.latest_issue(&digest.name).await? {
+                Some(issue) => Some(issue.due_at),
+                None => {
+                    let since = self
+                        .store
+                        .setting_or_insert(&format!("digest_since:{}", digest.name), || {
+                            crate::store::ts(now)
+                        })
+                        .await?;
+                    DateTime::parse_from_rfc3339(&since)
+                        .ok()
+                        .map(|t| t.with_timezone(&Utc))
+                }
+            };
+            if let Some(at) = schedule::due_now(&digest.schedule, digest.timezone, now, last) {
+                due.push((digest.name.clone(), at));
+            }
+        }
+        Ok(due)
+    }
+
+    /// Polls the sources that are due; enriches and rewrites the feeds when something
+    /// changed; resumes issues with deliveries due (deferred retries, interrupted sends);
+    /// sends each digest whose instant has come. One failing part never stops the rest.
+    pub async fn tick(&self, shutdown: watch::Receiver<bool>) -> TickReport {
+        let mut report = TickReport::default();
+        match self.poll_due_sources().await {
+            Ok(poll) => report.poll = poll,
+            Err(e) => report.errors.push(format!("poll: {e}")),
+        }
+        // Also on the first tick, so that a fresh start has feeds to serve.
+        let first = !self
+            .feeds_written
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        if report.poll.changed() || first {
+            match self.enrich(EnrichScope::Stale).await {
+                Ok(enriched) => report.enriched = Some(enriched),
+                Err(e) => report.errors.push(format!("enrich: {e}")),
+            }
+            match self.write_feeds(None).await {
+                Ok(files) => report.feeds_changed = files.iter().any(|f| f.changed),
+                Err(e) => report.errors.push(format!("feeds: {e}")),
+            }
+        }
+        if !*shutdown.borrow() {
+            match self.resume_sending(shutdown.clone()).await {
+                Ok(runs) => report.digests.extend(
+                    runs.into_iter()
+                        .filter(|r| r.report.is_some_and(|s| s.sent + s.deferred + s.failed > 0)),
+                ),
+                Err(e) => report.errors.push(format!("resuming deliveries: {e}")),
+            }
+        }
+        match self.due_digests().await {
+            Ok(due) => {
+                for (name, at) in due {
+                    if *shutdown.borrow() {
+                        break;
+                    }
+                    info!(digest = %name, due_at = %at, "digest due");
+                    match self
+                        .send_digest(&name, DigestWhen::At(at), shutdown.clone())
+                        .await
+                    {
+                        Ok(run) => report.digests.push(run),
+                        Err(e) => report.errors.push(format!("digest \"{name}\": {e}")),
+                    }
+                }
+            }
+            Err(e) => report.errors.push(format!("digest schedules: {e}")),
+        }
+        for problem in &report.errors {
+            if problem.starts_with("digest") {
+                error!("{problem}");
+            } else {
+                warn!("{problem}");
+            }
+        }
+        report
+    }
+}
