@@ -189,6 +189,9 @@ impl Herald {
         {
             info!(to = %subscriber.email.masked(), status = status.as_str(), "subscriber status changed");
         }
-        self.store.subscriber(subscriber.id).await.map_err(|e| e.to_string())
+        self.store
+            .subscriber(subscriber.id)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -57,6 +57,21 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "partials/footer.txt.hbs",
         include_str!("../../templates/partials/footer.txt.hbs"),
     ),
+    (
+        "page_index",
+        "pages/index.html.hbs",
+        include_str!("../../templates/pages/index.html.hbs"),
+    ),
+    (
+        "page_message",
+        "pages/message.html.hbs",
+        include_str!("../../templates/pages/message.html.hbs"),
+    ),
+    (
+        "page_unsubscribe",
+        "pages/unsubscribe.html.hbs",
+        include_str!("../../templates/pages/unsubscribe.html.hbs"),
+    ),
 ];
 
 /// A template problem, naming the template (and, from Handlebars, the line).
