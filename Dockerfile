@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t herald .
-# Run:   docker run --rm -v herald-data:/app/data herald poll
+# Run:   docker run -d -p 8080:8080 -v herald-data:/app/data -e HERALD_SECRET=... herald
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -31,4 +31,5 @@ USER herald
 VOLUME ["/app/data"]
 EXPOSE 8080
 ENTRYPOINT ["herald"]
-CMD ["poll"]
+# The daemon: polls and sends on schedule, serves feeds and subscription pages.
+CMD ["serve", "--listen", "0.0.0.0:8080"]
