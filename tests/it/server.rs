@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::TimeZone;
 use herald::clock::{Clock, FixedClock};
 use herald::config::Secrets;
 use herald::domain::{SubscriberEmail, SubscriberStatus};
@@ -632,4 +633,89 @@ async fn sigterm_mid_send_loses_nothing_and_serve_finishes_the_issue() {
         status.contains(&format!("ledger: {total} sent, 0 queued")),
         "{status}"
     );
+}
+
+#[tokio::test]
+async fn the_daemon_sends_each_digest_at_its_hour_once_and_catches_up_once() {
+    let feed = FeedServer::start(fixture("rss20-media.xml")).await;
+    let sink = SmtpSink::start().await;
+    let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url()));
+    // Saturday 28 November 2026, 10:00 in Berlin.
+    let clock = FixedClock::new(
+        chrono::DateTime::parse_from_rfc3339("2026-11-28T09:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+    let secrets = Secrets {
+        smtp_password: None,
+        signing_secret: Some(SECRET.into()),
+    };
+    let herald = Herald::open_with(env.config(), Arc::new(clock.clone()), secrets)
+        .await
+        .unwrap();
+    let email = SubscriberEmail::parse("reader@example.org").unwrap();
+    herald
+        .store
+        .add_subscriber(
+            &email,
+            None,
+            &["weekly".into()],
+            SubscriberStatus::Confirmed,
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    let no_stop = || watch::channel(false).1;
+
+    // The first round polls, writes the feeds, and sends nothing: the digest is new.
+    let first = herald.tick(no_stop()).await;
+    assert_eq!(first.poll.new_posts(), 2);
+    assert!(first.feeds_changed);
+    assert!(
+        first.digests.is_empty(),
+        "no stale period sent on a fresh start"
+    );
+    assert!(env.dir.path().join("public/feed.xml").exists());
+
+    // Monday 07:59 Berlin: not yet. 08:00: sent. A minute later: nothing more.
+    let monday = |h: u32, m: u32| {
+        chrono_tz::Europe::Berlin
+            .with_ymd_and_hms(2026, 11, 30, h, m, 0)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    clock.set(monday(7, 59));
+    assert!(herald.tick(no_stop()).await.digests.is_empty());
+    clock.set(monday(8, 0));
+    let sent = herald.tick(no_stop()).await;
+    assert_eq!(sent.digests.len(), 1);
+    assert_eq!(sent.digests[0].issue.due_at, monday(8, 0));
+    assert_eq!(sent.digests[0].counts.sent, 1);
+    clock.set(monday(8, 1));
+    assert!(herald.tick(no_stop()).await.digests.is_empty());
+    assert_eq!(sink.accepted(), 1);
+
+    // A new post is seen on Monday 7 December at 07:00, then the daemon is down for two
+    // weeks: one digest for the latest Monday, not three.
+    let body = String::from_utf8(fixture("rss20-media.xml"))
+        .unwrap()
+        .replace(
+            "</channel>",
+            "<item><title>Fresh</title><guid>fresh</guid></item></channel>",
+        );
+    feed.state.set_body(body);
+    clock.set(monday(7, 0) + chrono::Duration::days(7));
+    let seen = herald.tick(no_stop()).await;
+    assert_eq!(seen.poll.new_posts(), 1);
+    assert!(seen.digests.is_empty());
+    clock.set(monday(8, 1) + chrono::Duration::days(21));
+    let caught_up = herald.tick(no_stop()).await;
+    assert_eq!(caught_up.digests.len(), 1);
+    assert_eq!(caught_up.digests[0].issue.post_ids.len(), 1);
+    assert_eq!(
+        caught_up.digests[0].issue.due_at,
+        monday(8, 0) + chrono::Duration::days(21)
+    );
+    assert!(herald.tick(no_stop()).await.digests.is_empty());
+    assert_eq!(sink.accepted(), 2);
 }
