@@ -137,15 +137,7 @@ pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -
             "Thank you. The next digest will be in your inbox.",
         ),
         Ok(None) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
-        Err(e) => {
-            tracing::error!(error = %e, "confirm");
-            message_page(
-                &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Unavailable",
-                "Please try again in a minute.",
-            )
-        }
+        Err(e) => unavailable(&state, "confirm", &e),
     }
 }
 
@@ -170,27 +162,11 @@ pub async fn unsubscribe_page(
                 Ok(html) => {
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "unsubscribe page template");
-                    message_page(
-                        &state,
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "Unavailable",
-                        "Please try again in a minute.",
-                    )
-                }
+                Err(e) => unavailable(&state, "unsubscribe page template", &e),
             }
         }
         Ok(None) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
-        Err(e) => {
-            tracing::error!(error = %e, "unsubscribe page");
-            message_page(
-                &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Unavailable",
-                "Please try again in a minute.",
-            )
-        }
+        Err(e) => unavailable(&state, "unsubscribe page", &e),
     }
 }
 
@@ -205,14 +181,17 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
             "You will get no more digests.",
         ),
         Ok(None) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
-        Err(e) => {
-            tracing::error!(error = %e, "unsubscribe");
-            message_page(
-                &state,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Unavailable",
-                "Please try again in a minute.",
-            )
-        }
+        Err(e) => unavailable(&state, "unsubscribe", &e),
     }
+}
+
+/// The page for a failure of ours: logged with what failed, nothing revealed.
+fn unavailable(state: &AppState, what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "{what}");
+    message_page(
+        state,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Unavailable",
+        "Please try again in a minute.",
+    )
 }

@@ -55,6 +55,22 @@ impl LedgerCounts {
     pub fn finished(&self) -> bool {
         self.queued == 0 && self.deferred == 0
     }
+
+    /// From `(status, count)` rows.
+    fn from_rows(rows: Vec<(String, i64)>) -> Self {
+        let mut counts = Self::default();
+        for (status, n) in rows {
+            let n = n.try_into().unwrap_or(0);
+            match DeliveryStatus::parse(&status) {
+                Some(DeliveryStatus::Queued) => counts.queued = n,
+                Some(DeliveryStatus::Sent) => counts.sent = n,
+                Some(DeliveryStatus::Deferred) => counts.deferred = n,
+                Some(DeliveryStatus::Failed) => counts.failed = n,
+                None => {}
+            }
+        }
+        counts
+    }
 }
 
 /// A delivery to attempt, with what is needed to address the message.
@@ -208,25 +224,14 @@ impl Store {
     }
 
     pub async fn ledger_counts(&self, issue: IssueId) -> Result<LedgerCounts> {
-        let rows = sqlx::query(
-            "SELECT status, count(*) AS n FROM deliveries WHERE issue_id = ?1 GROUP BY status",
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM deliveries WHERE issue_id = ?1 GROUP BY status",
         )
         .bind(issue.0)
         .fetch_all(&self.pool)
         .await
         .doing("count deliveries")?;
-        let mut counts = LedgerCounts::default();
-        for r in rows {
-            let n = r.get::<i64, _>("n").try_into().unwrap_or(0);
-            match DeliveryStatus::parse(&r.get::<String, _>("status")) {
-                Some(DeliveryStatus::Queued) => counts.queued = n,
-                Some(DeliveryStatus::Sent) => counts.sent = n,
-                Some(DeliveryStatus::Deferred) => counts.deferred = n,
-                Some(DeliveryStatus::Failed) => counts.failed = n,
-                None => {}
-            }
-        }
-        Ok(counts)
+        Ok(LedgerCounts::from_rows(rows))
     }
 
     /// One delivery's status, attempts and last reply.
@@ -259,18 +264,7 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await
                 .doing("count all deliveries")?;
-        let mut counts = LedgerCounts::default();
-        for (status, n) in rows {
-            let n = n.try_into().unwrap_or(0);
-            match DeliveryStatus::parse(&status) {
-                Some(DeliveryStatus::Queued) => counts.queued = n,
-                Some(DeliveryStatus::Sent) => counts.sent = n,
-                Some(DeliveryStatus::Deferred) => counts.deferred = n,
-                Some(DeliveryStatus::Failed) => counts.failed = n,
-                None => {}
-            }
-        }
-        Ok(counts)
+        Ok(LedgerCounts::from_rows(rows))
     }
 
     /// When the earliest deferred delivery of an issue may be tried again.
