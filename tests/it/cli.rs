@@ -245,3 +245,32 @@ fn has_event_handler(html: &str) -> bool {
             .any(|attr| attr.to_ascii_lowercase().starts_with("on") && attr.contains('='))
     })
 }
+
+#[tokio::test]
+async fn run_does_one_full_pass_on_the_default_config() {
+    let env = TestEnv::new("");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(root.join("config/herald.toml"), env.config_path()).unwrap();
+    with_example_blog(&env);
+    let (code, stdout, stderr) = env.run(&["run"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("field-notes: 14 new"), "{stdout}");
+    assert!(
+        stdout.contains("enriched: 14 summaries, 14 related lists"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("feeds: public/feed.xml (written), public/atom.xml (written), public/feed.json (written)"), "{stdout}");
+    assert!(
+        stdout.contains("digests: none due"),
+        "a fresh install sends no stale period: {stdout}"
+    );
+    for file in ["feed.xml", "atom.xml", "feed.json"] {
+        assert!(env.dir.path().join("public").join(file).exists());
+    }
+    let (code, stdout, _) = env.run(&["run"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("field-notes: not modified") && stdout.contains("(unchanged)"),
+        "{stdout}"
+    );
+}
