@@ -34,6 +34,8 @@ pub struct Behaviour {
     pub defer_rcpt: HashMap<String, usize>,
     /// Recipients always answered with a permanent error.
     pub reject_rcpt: Vec<String>,
+    /// Answer every MAIL FROM with this line (e.g. "550 5.7.1 Sender rejected").
+    pub reject_sender: Option<String>,
     /// Recipients whose next message is cut off: the connection drops after the data,
     /// before the reply (then the entry is removed).
     pub drop_after_data: Vec<String>,
@@ -130,6 +132,11 @@ impl SmtpSink {
             } else if upper.starts_with("HELO") {
                 write.write_all(b"250 sink.test\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
+                let reject = self.behaviour.lock().unwrap().reject_sender.clone();
+                if let Some(line) = reject {
+                    write.write_all(format!("{line}\r\n").as_bytes()).await?;
+                    continue;
+                }
                 mail_from = address_in(&command);
                 rcpt_to.clear();
                 write.write_all(b"250 2.1.0 Ok\r\n").await?;

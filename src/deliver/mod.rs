@@ -43,8 +43,7 @@ impl SendError {
         }
     }
 
-    /// A 5xx reply or a message the server can never accept: do not retry; counts towards
-    /// the subscriber's bounce.
+    /// A 5xx reply: do not retry.
     pub fn is_permanent(&self) -> bool {
         self.permanent
     }
@@ -52,6 +51,25 @@ impl SendError {
     /// A 4xx reply or trouble with the connection: retry later.
     pub fn is_transient(&self) -> bool {
         !self.permanent
+    }
+
+    /// Whether the failure is about the recipient's address, so that it counts towards
+    /// bouncing the subscriber. A permanent reply counts unless its enhanced status code
+    /// (RFC 3463) blames the mail system (5.3), the protocol (5.5), the content (5.6) or a
+    /// policy (5.7): a relay that refuses our sender must not bounce every subscriber.
+    pub fn indicts_recipient(&self) -> bool {
+        if !self.permanent {
+            return false;
+        }
+        let enhanced = self
+            .reply
+            .split_whitespace()
+            .nth(1)
+            .filter(|c| c.starts_with("5.") && c.len() >= 3);
+        !matches!(
+            enhanced.map(|c| &c[..3]),
+            Some("5.3" | "5.5" | "5.6" | "5.7")
+        )
     }
 }
 

@@ -52,10 +52,21 @@ pub struct SendReport {
     pub ledger_errors: u64,
     /// A shutdown stopped the run before every due delivery was tried.
     pub interrupted: bool,
+    /// The run stopped because the relay refused every message in a row.
+    pub relay_refusing: bool,
 }
+
+/// Permanent failures in a row, across subscribers, after which the run stops: the
+/// relay is refusing everything (a rejected sender, a policy block), and going on would
+/// only fail, and eventually bounce, the whole list.
+const FAILURES_BEFORE_STOPPING: u64 = 20;
 
 #[derive(Default)]
 struct Tally {
+    /// Permanent failures since the last success.
+    failing_streak: AtomicU64,
+    /// Of those, the ones that did not blame the address (policy, content, system).
+    streak_not_recipient: std::sync::Mutex<Vec<SubscriberId>>,
     sent: AtomicU64,
     deferred: AtomicU64,
     failed: AtomicU64,
@@ -109,6 +120,7 @@ pub async fn send_issue(
     let mut tasks = JoinSet::new();
     let mut after = SubscriberId(0);
     let mut interrupted = false;
+    let mut relay_refusing = false;
     // A run sends what is due when it starts; deferrals made during the run wait for
     // the next run (or the daemon's retry), so a flapping server cannot loop us here.
     let started = clock.now();
@@ -121,6 +133,15 @@ pub async fn send_issue(
         for delivery in batch {
             if *shutdown.borrow() {
                 interrupted = true;
+                break 'batches;
+            }
+            if shared.tally.failing_streak.load(Ordering::Relaxed) >= FAILURES_BEFORE_STOPPING {
+                tracing::error!(
+                    issue = issue.id.0,
+                    streak = FAILURES_BEFORE_STOPPING,
+                    "the relay refused every message in a row; stopping this issue (the rest stays queued): check smtp.from, bounce_address and the relay's logs"
+                );
+                relay_refusing = true;
                 break 'batches;
             }
             let permit = tokio::select! {
@@ -142,6 +163,19 @@ pub async fn send_issue(
     }
     // Messages already handed to the server finish and are recorded.
     while tasks.join_next().await.is_some() {}
+    if relay_refusing {
+        // Refused for a reason that is not theirs: they get this issue once the relay
+        // accepts mail again.
+        let refused = shared
+            .tally
+            .streak_not_recipient
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        if let Err(e) = store.requeue(issue.id, &refused, clock.now()).await {
+            warn!(issue = issue.id.0, error = %e, "could not requeue the refused deliveries");
+        }
+    }
     let t = &shared.tally;
     Ok(SendReport {
         sent: t.sent.load(Ordering::Relaxed),
@@ -150,7 +184,8 @@ pub async fn send_issue(
         bounced: t.bounced.load(Ordering::Relaxed),
         skipped,
         ledger_errors: t.ledger_errors.load(Ordering::Relaxed),
-        interrupted,
+        interrupted: interrupted || relay_refusing,
+        relay_refusing,
     })
 }
 
@@ -191,6 +226,10 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         Ok(reply) => {
             debug!(issue = issue.0, to = %delivery.email.masked(), %reply, "sent");
             shared.tally.sent.fetch_add(1, Ordering::Relaxed);
+            shared.tally.failing_streak.store(0, Ordering::Relaxed);
+            if let Ok(mut streak) = shared.tally.streak_not_recipient.lock() {
+                streak.clear();
+            }
             shared.store.mark_sent(issue, delivery, &reply, now).await
         }
         Err(error)
@@ -206,11 +245,22 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         }
         Err(error) => {
             let permanent = error.is_permanent();
+            if permanent {
+                shared.tally.failing_streak.fetch_add(1, Ordering::Relaxed);
+            }
             warn!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
             shared.tally.failed.fetch_add(1, Ordering::Relaxed);
+            // Only a failure that blames the address counts towards a bounce.
+            let bounce = error.indicts_recipient();
+            if permanent
+                && !bounce
+                && let Ok(mut streak) = shared.tally.streak_not_recipient.lock()
+            {
+                streak.push(delivery.subscriber_id);
+            }
             match shared
                 .store
-                .mark_failed(issue, delivery.subscriber_id, &error.reply, permanent, now)
+                .mark_failed(issue, delivery.subscriber_id, &error.reply, bounce, now)
                 .await
             {
                 Ok(FailureEffect::Bounced) => {
@@ -296,6 +346,16 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_failures_about_the_address_count_towards_a_bounce() {
+        assert!(SendError::permanent("550 5.1.1 No such user here").indicts_recipient());
+        assert!(SendError::permanent("550 mailbox unavailable").indicts_recipient());
+        assert!(SendError::permanent("552 5.2.2 Mailbox full").indicts_recipient());
+        assert!(!SendError::permanent("550 5.7.1 Sender rejected by policy").indicts_recipient());
+        assert!(!SendError::permanent("554 5.3.4 Message too big").indicts_recipient());
+        assert!(!SendError::transient("451 4.7.1 try later").indicts_recipient());
+    }
 
     #[test]
     fn retry_delays_grow_with_jitter_and_a_cap() {

@@ -133,9 +133,9 @@ impl SmtpPool {
                     .to_owned())
             }
             // lettre has already closed the connection; it is dropped here.
-            Ok(Err(e)) if e.is_permanent() || e.is_client() => {
-                Err(SendError::permanent(reply_of(&e)))
-            }
+            // Only a 5xx reply is final; anything else (including a client-side refusal
+            // such as a server without 8BITMIME) is retried until the attempts run out.
+            Ok(Err(e)) if e.is_permanent() => Err(SendError::permanent(reply_of(&e))),
             Ok(Err(e)) => Err(SendError::transient(reply_of(&e))),
             Err(_) => Err(SendError::transient(format!(
                 "no reply from {} within {}s",
@@ -185,12 +185,10 @@ impl SmtpPool {
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        // Failing to connect, to start TLS or to log in says nothing about any recipient:
+        // it is always temporary for the delivery (and logged for the operator).
         let fail = |e: lettre::transport::smtp::Error| {
-            if e.is_permanent() {
-                SendError::permanent(reply_of(&e))
-            } else {
-                SendError::transient(reply_of(&e))
-            }
+            SendError::transient(format!("{}: {}", self.host, reply_of(&e)))
         };
         let tls = || TlsParameters::new(self.host.clone()).map_err(fail);
         let mut conn = if self.tls == SmtpTls::Implicit {

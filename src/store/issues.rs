@@ -437,6 +437,30 @@ impl Store {
         Ok(effect)
     }
 
+    /// Puts failed deliveries back in the queue (their failure was not theirs).
+    pub async fn requeue(
+        &self,
+        issue: IssueId,
+        subscribers: &[SubscriberId],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write("begin requeueing").await?;
+        for subscriber in subscribers {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'queued', next_attempt_at = NULL, updated_at = ?3
+                 WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'failed'",
+            )
+            .bind(issue.0)
+            .bind(subscriber.0)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .doing("requeue a delivery")?;
+        }
+        tx.commit().await.doing("commit requeue")?;
+        Ok(())
+    }
+
     /// Marks the issue sent when no delivery is left to try; returns its status.
     pub async fn finish_issue_if_done(
         &self,

@@ -818,3 +818,50 @@ async fn a_template_typo_is_reported_with_the_template_and_line() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_relay_refusing_our_sender_stops_the_issue_and_bounces_nobody() {
+    let (_feed, sink, _env, clock, herald) = ready("").await;
+    let emails: Vec<String> = (0..100).map(|i| format!("p{i}@example.org")).collect();
+    subscribe(
+        &herald,
+        &emails.iter().map(String::as_str).collect::<Vec<_>>(),
+        &clock,
+    )
+    .await;
+    sink.behaviour.lock().unwrap().reject_sender =
+        Some("550 5.7.1 Sender address rejected: not owned by you".into());
+    for round in 0..3 {
+        let run = herald
+            .send_digest("weekly", DigestWhen::Now, no_stop())
+            .await
+            .unwrap();
+        let report = run.report.unwrap();
+        assert!(report.relay_refusing, "round {round}: {report:?}");
+        assert!(
+            (20..=24).contains(&report.failed),
+            "round {round}: stops after 20 in a row (+ those in flight): {report:?}"
+        );
+        assert_eq!(report.bounced, 0);
+        clock.advance(chrono::Duration::hours(1));
+    }
+    let subscribers = herald.store.subscribers().await.unwrap();
+    assert!(
+        subscribers
+            .iter()
+            .all(|s| s.status == SubscriberStatus::Confirmed),
+        "a policy refusal bounces nobody"
+    );
+    // Fixed at the relay: the next run sends everyone the issue, the refused ones too.
+    sink.behaviour.lock().unwrap().reject_sender = None;
+    let run = herald
+        .send_digest("weekly", DigestWhen::Now, no_stop())
+        .await
+        .unwrap();
+    assert!(!run.report.unwrap().relay_refusing);
+    assert_eq!(
+        (run.counts.sent, run.counts.queued, run.counts.failed),
+        (100, 0, 0)
+    );
+    assert_eq!(sink.accepted(), 100);
+}
