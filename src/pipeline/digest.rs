@@ -234,6 +234,23 @@ impl Herald {
             if *shutdown.borrow() {
                 break;
             }
+            // Nothing due (deferred deliveries waiting for their time): no work, not even
+            // rendering, so the daemon stays idle between retries.
+            let due = self
+                .store
+                .deliveries_to_send(issue.id, SubscriberId(0), self.clock.now(), 1)
+                .await?;
+            if due.is_empty() {
+                // (Deliveries to since-unsubscribed subscribers are closed, which may
+                // finish the issue.)
+                self.store
+                    .skip_unsubscribed(issue.id, self.clock.now())
+                    .await?;
+                self.store
+                    .finish_issue_if_done(issue.id, self.clock.now())
+                    .await?;
+                continue;
+            }
             let Ok(digest) = self.digest_config(&issue.digest).cloned() else {
                 warn!(digest = %issue.digest, issue = issue.id.0, "issue of a digest no longer configured: not sent");
                 continue;

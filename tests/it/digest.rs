@@ -305,10 +305,16 @@ async fn a_server_refusing_connections_defers_everything_and_a_later_run_complet
     assert_eq!((run.counts.deferred, run.counts.sent), (3, 0));
     assert_eq!(sink.accepted(), 0);
 
-    // Not due yet: resuming now sends nothing.
+    // Not due yet: resuming now does nothing at all.
     sink.behaviour.lock().unwrap().refuse_connections = None;
+    let connections = sink.connections();
     let early = herald.resume_sending(no_stop()).await.unwrap();
-    assert_eq!(early[0].report.unwrap().sent, 0);
+    assert!(early.is_empty());
+    assert_eq!(
+        sink.connections(),
+        connections,
+        "no connection was even opened"
+    );
 
     clock.advance(chrono::Duration::minutes(5));
     let later = herald.resume_sending(no_stop()).await.unwrap();
