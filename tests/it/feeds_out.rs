@@ -362,3 +362,49 @@ async fn a_changed_feed_is_announced_to_the_websub_hub() {
         "no ping when nothing changed"
     );
 }
+
+#[tokio::test]
+async fn feeds_and_digests_carry_only_their_sources() {
+    let fixtures = crate::support::fixtures().join("feeds");
+    let env = TestEnv::new(&format!(
+        "{}{}{}[feed]\nsources = [\"json\"]\n\n[[digests]]\nname = \"atom-only\"\nschedule = \"0 8 * * *\"\nsources = [\"atom\"]\n",
+        source("atom", fixtures.join("atom.xml").to_str().unwrap()),
+        source("json", fixtures.join("jsonfeed11.json").to_str().unwrap()),
+        format!(
+            "{}\nenabled = false\n\n",
+            source("off", fixtures.join("rss091.xml").to_str().unwrap()).trim_end()
+        ),
+    ));
+    let herald = env.herald(&clock()).await;
+    let report = herald.poll_sources(None).await.unwrap();
+    assert_eq!(
+        report.sources.len(),
+        2,
+        "a disabled source is not polled: {report:?}"
+    );
+    herald.enrich(EnrichScope::Stale).await.unwrap();
+    herald.write_feeds(None).await.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.dir.path().join("public/feed.json")).unwrap())
+            .unwrap();
+    let titles: Vec<&str> = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        ["Third", "Second, in plain text"],
+        "only the json source, newest first"
+    );
+
+    let out = env.dir.path().join("preview");
+    let preview = herald.preview_digest("atom-only", &out).await.unwrap();
+    assert_eq!(preview.posts, 2);
+    let text = std::fs::read_to_string(out.join("atom-only.txt")).unwrap();
+    assert!(
+        text.contains("Tea & biscuits") && !text.contains("Third"),
+        "{text}"
+    );
+}
