@@ -366,14 +366,12 @@ async fn a_changed_feed_is_announced_to_the_websub_hub() {
 #[tokio::test]
 async fn feeds_and_digests_carry_only_their_sources() {
     let fixtures = crate::support::fixtures().join("feeds");
+    let off = source("off", fixtures.join("rss091.xml").to_str().unwrap());
     let env = TestEnv::new(&format!(
-        "{}{}{}[feed]\nsources = [\"json\"]\n\n[[digests]]\nname = \"atom-only\"\nschedule = \"0 8 * * *\"\nsources = [\"atom\"]\n",
+        "{}{}{}\nenabled = false\n\n[feed]\nsources = [\"json\"]\n\n[[digests]]\nname = \"atom-only\"\nschedule = \"0 8 * * *\"\nsources = [\"atom\"]\n",
         source("atom", fixtures.join("atom.xml").to_str().unwrap()),
         source("json", fixtures.join("jsonfeed11.json").to_str().unwrap()),
-        format!(
-            "{}\nenabled = false\n\n",
-            source("off", fixtures.join("rss091.xml").to_str().unwrap()).trim_end()
-        ),
+        off.trim_end(),
     ));
     let herald = env.herald(&clock()).await;
     let report = herald.poll_sources(None).await.unwrap();
