@@ -5,7 +5,8 @@
 //! bucket. Each outcome is committed as soon as it is known: sent after the 250,
 //! deferred (4xx, connection trouble) with exponential backoff and jitter, failed after a
 //! 5xx or the last attempt. A shutdown signal stops new messages from starting; those in
-//! flight finish and are recorded.
+//! flight finish and are recorded. Per-message events are logged at DEBUG only; the run
+//! is summarised once (see the pipeline).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -248,7 +249,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             if permanent {
                 shared.tally.failing_streak.fetch_add(1, Ordering::Relaxed);
             }
-            warn!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
+            debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
             shared.tally.failed.fetch_add(1, Ordering::Relaxed);
             // Only a failure that blames the address counts towards a bounce.
             let bounce = error.indicts_recipient();
@@ -264,7 +265,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
                 .await
             {
                 Ok(FailureEffect::Bounced) => {
-                    warn!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
+                    debug!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
                     shared.tally.bounced.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }

@@ -343,6 +343,15 @@ impl Herald {
             seconds = started.elapsed().as_secs_f64(),
             "issue sent"
         );
+        if report.failed > 0 || report.bounced > 0 {
+            warn!(
+                digest = %digest.name,
+                issue = issue.id.0,
+                failed = report.failed,
+                bounced = report.bounced,
+                "some deliveries failed for good (`herald digest status` lists the ledger)"
+            );
+        }
         Ok(report)
     }
 

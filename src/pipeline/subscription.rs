@@ -2,7 +2,7 @@
 //! unsubscribe. Tokens are HMAC-signed and bound to the subscriber and the purpose.
 
 use lettre::message::{Mailbox, MultiPart};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::Herald;
 use crate::domain::token::{SigningKey, TokenPurpose};
@@ -52,7 +52,7 @@ impl Herald {
             .map_err(|e| e.to_string())?
             .ok_or("subscriber vanished")?;
         if subscriber.status == SubscriberStatus::Confirmed {
-            info!(to = %email.masked(), added = matches!(outcome, AddOutcome::Updated(_)), "sign-up for a confirmed address");
+            debug!(to = %email.masked(), added = matches!(outcome, AddOutcome::Updated(_)), "sign-up for a confirmed address");
             return Ok(SignUp::AlreadyConfirmed);
         }
         self.send_confirmation(&subscriber).await?;
@@ -123,11 +123,13 @@ impl Herald {
             .await
         {
             Ok(_) => {
-                info!(to = %subscriber.email.masked(), "confirmation sent");
+                debug!(to = %subscriber.email.masked(), "confirmation sent");
                 Ok(())
             }
             Err(e) => {
-                warn!(to = %subscriber.email.masked(), reply = %e.reply, "confirmation not sent");
+                // Recovered by the subscriber signing up again; the reason matters to the
+                // operator when the relay is at fault.
+                warn!(reply = %e.reply, "a confirmation email was not sent");
                 Err(e.reply)
             }
         }
@@ -187,7 +189,7 @@ impl Herald {
             .await
             .map_err(|e| e.to_string())?
         {
-            info!(to = %subscriber.email.masked(), status = status.as_str(), "subscriber status changed");
+            debug!(to = %subscriber.email.masked(), status = status.as_str(), "subscriber status changed");
         }
         self.store
             .subscriber(subscriber.id)
