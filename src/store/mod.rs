@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 };
 
 pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
-pub use posts::{PostFilter, UpsertOutcome};
+pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
 pub use subscribers::AddOutcome;
 

@@ -1,6 +1,6 @@
 //! The `posts` table: insert what is new, update what was edited, never delete.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -22,6 +22,107 @@ pub struct UpsertOutcome {
 impl UpsertOutcome {
     pub fn changed(&self) -> bool {
         !self.new.is_empty() || !self.updated.is_empty()
+    }
+}
+
+/// A poll being stored (see [`Store::begin_poll`]).
+pub struct PollWriter {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    source: SourceId,
+    known: HashMap<String, (i64, String)>,
+    seen: HashSet<String>,
+    now_text: String,
+    outcome: UpsertOutcome,
+}
+
+impl PollWriter {
+    /// Stores the next posts of the poll (in feed order).
+    pub async fn add(&mut self, posts: &[NewPost]) -> Result<()> {
+        let mut fresh: Vec<(&NewPost, String)> = Vec::new();
+        for post in posts {
+            // A post repeated inside one feed is stored once (its first appearance).
+            if !self.seen.insert(post.stable_id.as_str().to_owned()) {
+                continue;
+            }
+            let hash = post.content_hash();
+            match self.known.get(post.stable_id.as_str()) {
+                Some((_, old_hash)) if *old_hash == hash => self.outcome.unchanged += 1,
+                Some((id, _)) => {
+                    let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
+                    sqlx::query(
+                        "UPDATE posts SET url = ?2, title = ?3, author = ?4, tags = ?5, published_at = ?6,
+                             updated_at = ?7, html = ?8, image = ?9, feed_summary = ?10, content_hash = ?11
+                         WHERE id = ?1",
+                    )
+                    .bind(id)
+                    .bind(&post.url)
+                    .bind(&post.title)
+                    .bind(&post.author)
+                    .bind(&tags)
+                    .bind(post.published_at.map(ts))
+                    .bind(&self.now_text)
+                    .bind(&post.html)
+                    .bind(&post.image)
+                    .bind(&post.feed_summary)
+                    .bind(&hash)
+                    .execute(&mut *self.tx)
+                    .await
+                    .doing("update edited post")?;
+                    self.outcome.updated.push(PostId(*id));
+                }
+                None => fresh.push((post, hash)),
+            }
+        }
+        // New posts go in many rows per statement: one round trip per statement is most of
+        // the cost of an insert.
+        let mut ids_by_stable: HashMap<String, i64> = HashMap::with_capacity(fresh.len());
+        for chunk in fresh.chunks(INSERT_BATCH) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
+                     first_seen_at, updated_at, html, image, feed_summary, content_hash) ",
+            );
+            insert.push_values(chunk, |mut row, (post, hash)| {
+                row.push_bind(self.source.0)
+                    .push_bind(post.stable_id.as_str())
+                    .push_bind(post.url.as_deref())
+                    .push_bind(post.title.as_str())
+                    .push_bind(post.author.as_deref())
+                    .push_bind(serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(post.published_at.map(ts))
+                    .push_bind(self.now_text.as_str())
+                    .push_bind(self.now_text.as_str())
+                    .push_bind(post.html.as_str())
+                    .push_bind(post.image.as_deref())
+                    .push_bind(post.feed_summary.as_deref())
+                    .push_bind(hash.as_str());
+            });
+            insert.push(" RETURNING id, stable_id");
+            for row in insert
+                .build()
+                .fetch_all(&mut *self.tx)
+                .await
+                .doing("insert new posts")?
+            {
+                ids_by_stable.insert(row.get("stable_id"), row.get("id"));
+            }
+        }
+        // Report ids in feed order.
+        self.outcome.new = fresh
+            .iter()
+            .filter_map(|(p, _)| {
+                ids_by_stable
+                    .get(p.stable_id.as_str())
+                    .map(|id| PostId(*id))
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Records the source's new state and commits.
+    pub async fn finish(mut self, record: &PollRecord) -> Result<UpsertOutcome> {
+        record_success(&mut self.tx, self.source, record).await?;
+        self.tx.commit().await.doing("commit poll")?;
+        Ok(self.outcome)
     }
 }
 
@@ -50,6 +151,15 @@ impl Store {
         posts: &[NewPost],
         now: DateTime<Utc>,
     ) -> Result<UpsertOutcome> {
+        let mut writer = self.begin_poll(source, now).await?;
+        writer.add(posts).await?;
+        writer.finish(record).await
+    }
+
+    /// Starts storing a poll whose posts arrive in pieces (as they are normalized), all
+    /// in one transaction: [`PollWriter::finish`] commits them with the source's new
+    /// validators; dropping the writer instead rolls everything back.
+    pub async fn begin_poll(&self, source: SourceId, now: DateTime<Utc>) -> Result<PollWriter> {
         let mut tx = self.begin_write("begin poll").await?;
         let known: HashMap<String, (i64, String)> =
             sqlx::query("SELECT id, stable_id, content_hash FROM posts WHERE source_id = ?1")
@@ -60,85 +170,14 @@ impl Store {
                 .into_iter()
                 .map(|r| (r.get("stable_id"), (r.get("id"), r.get("content_hash"))))
                 .collect();
-
-        let mut outcome = UpsertOutcome::default();
-        let now_text = ts(now);
-        let mut fresh: Vec<(&NewPost, String)> = Vec::new();
-        for post in posts {
-            let hash = post.content_hash();
-            match known.get(post.stable_id.as_str()) {
-                Some((_, old_hash)) if *old_hash == hash => outcome.unchanged += 1,
-                Some((id, _)) => {
-                    let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
-                    sqlx::query(
-                        "UPDATE posts SET url = ?2, title = ?3, author = ?4, tags = ?5, published_at = ?6,
-                             updated_at = ?7, html = ?8, image = ?9, feed_summary = ?10, content_hash = ?11
-                         WHERE id = ?1",
-                    )
-                    .bind(id)
-                    .bind(&post.url)
-                    .bind(&post.title)
-                    .bind(&post.author)
-                    .bind(&tags)
-                    .bind(post.published_at.map(ts))
-                    .bind(&now_text)
-                    .bind(&post.html)
-                    .bind(&post.image)
-                    .bind(&post.feed_summary)
-                    .bind(&hash)
-                    .execute(&mut *tx)
-                    .await
-                    .doing("update edited post")?;
-                    outcome.updated.push(PostId(*id));
-                }
-                None => fresh.push((post, hash)),
-            }
-        }
-        // New posts go in many rows per statement: one round trip per statement is most of
-        // the cost of an insert.
-        let mut ids_by_stable: HashMap<String, i64> = HashMap::with_capacity(fresh.len());
-        for chunk in fresh.chunks(INSERT_BATCH) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
-                     first_seen_at, updated_at, html, image, feed_summary, content_hash) ",
-            );
-            insert.push_values(chunk, |mut row, (post, hash)| {
-                row.push_bind(source.0)
-                    .push_bind(post.stable_id.as_str())
-                    .push_bind(post.url.as_deref())
-                    .push_bind(post.title.as_str())
-                    .push_bind(post.author.as_deref())
-                    .push_bind(serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(post.published_at.map(ts))
-                    .push_bind(now_text.as_str())
-                    .push_bind(now_text.as_str())
-                    .push_bind(post.html.as_str())
-                    .push_bind(post.image.as_deref())
-                    .push_bind(post.feed_summary.as_deref())
-                    .push_bind(hash.as_str());
-            });
-            insert.push(" RETURNING id, stable_id");
-            for row in insert
-                .build()
-                .fetch_all(&mut *tx)
-                .await
-                .doing("insert new posts")?
-            {
-                ids_by_stable.insert(row.get("stable_id"), row.get("id"));
-            }
-        }
-        // Report ids in feed order.
-        outcome.new = fresh
-            .iter()
-            .filter_map(|(p, _)| {
-                ids_by_stable
-                    .get(p.stable_id.as_str())
-                    .map(|id| PostId(*id))
-            })
-            .collect();
-        record_success(&mut tx, source, record).await?;
-        tx.commit().await.doing("commit poll")?;
-        Ok(outcome)
+        Ok(PollWriter {
+            tx,
+            source,
+            known,
+            seen: HashSet::new(),
+            now_text: ts(now),
+            outcome: UpsertOutcome::default(),
+        })
     }
 
     /// Posts, newest first (by published date, else first seen).
