@@ -15,6 +15,8 @@ use crate::domain::{NewPost, StableId};
 
 /// Feeds with at least this many entries are normalized on several threads.
 const PARALLEL_FROM: usize = 128;
+/// Entries normalized (and then stored) at a time.
+pub const CHUNK: usize = 256;
 
 /// What the feed says about itself.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -44,6 +46,33 @@ impl Normalizer {
         feed: &Feed,
         fallback_base: Option<&Url>,
     ) -> (FeedMeta, Vec<NewPost>) {
+        let chunks = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let meta = self.normalize_chunks(feed, fallback_base, CHUNK, &|index, posts| {
+            if let Ok(mut chunks) = chunks.lock() {
+                chunks.insert(index, posts);
+            }
+        });
+        let chunks = chunks.into_inner().unwrap_or_default();
+        let mut seen = std::collections::HashSet::new();
+        let posts = chunks
+            .into_values()
+            .flatten()
+            .filter(|post| seen.insert(post.stable_id.clone()))
+            .collect();
+        (meta, posts)
+    }
+
+    /// Normalizes the entries in chunks of `chunk`, on all cores for a big feed, handing
+    /// each chunk to `emit` with its index as soon as it is done (so that storing can start
+    /// before the last entry is sanitized). Chunks may arrive out of order; repeated
+    /// entries are not removed here.
+    pub fn normalize_chunks(
+        &self,
+        feed: &Feed,
+        fallback_base: Option<&Url>,
+        chunk: usize,
+        emit: &(dyn Fn(usize, Vec<NewPost>) + Sync),
+    ) -> FeedMeta {
         let site_url = alternate_link(&feed.links).and_then(|href| absolute(href, fallback_base));
         let base = site_url.clone().or_else(|| fallback_base.cloned());
         let meta = FeedMeta {
@@ -58,49 +87,46 @@ impl Normalizer {
         // Atom's type="text" and JSON Feed's content_text are plain text by definition; RSS
         // has no such marker and its "plain" fields routinely carry escaped HTML.
         let text_means_text = matches!(feed.feed_type, FeedType::Atom | FeedType::JSON);
-        let normalize = |entries: &[Entry]| -> Vec<NewPost> {
-            entries
-                .iter()
-                .map(|entry| {
-                    self.normalize_entry(
-                        entry,
-                        base.as_ref(),
-                        feed_author.as_deref(),
-                        text_means_text,
-                    )
-                })
-                .collect()
+        let chunk = chunk.max(1);
+        let count = feed.entries.len().div_ceil(chunk);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if index >= count {
+                    return;
+                }
+                let entries =
+                    &feed.entries[index * chunk..((index + 1) * chunk).min(feed.entries.len())];
+                let posts = entries
+                    .iter()
+                    .map(|entry| {
+                        self.normalize_entry(
+                            entry,
+                            base.as_ref(),
+                            feed_author.as_deref(),
+                            text_means_text,
+                        )
+                    })
+                    .collect();
+                emit(index, posts);
+            }
         };
-        // Sanitizing is most of the work and entries are independent: big feeds are split
-        // across the cores.
+        // Sanitizing is most of the work and entries are independent: big feeds are
+        // spread over the cores.
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(4);
-        let normalized: Vec<NewPost> = if feed.entries.len() >= PARALLEL_FROM && threads > 1 {
-            let chunk = feed.entries.len().div_ceil(threads);
+        if feed.entries.len() >= PARALLEL_FROM && threads > 1 {
             std::thread::scope(|scope| {
-                let parts: Vec<_> = feed
-                    .entries
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(move || normalize(part)))
-                    .collect();
-                parts
-                    .into_iter()
-                    .flat_map(|p| {
-                        p.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
-            })
+                for _ in 0..threads {
+                    scope.spawn(work);
+                }
+            });
         } else {
-            normalize(&feed.entries)
-        };
-        let mut seen = std::collections::HashSet::new();
-        let posts = normalized
-            .into_iter()
-            .filter(|post| seen.insert(post.stable_id.clone()))
-            .collect();
-        (meta, posts)
+            work();
+        }
+        meta
     }
 
     /// Normalizes one entry. `text_means_text`: whether a text/plain body is really plain

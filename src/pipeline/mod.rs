@@ -444,37 +444,16 @@ impl Herald {
                 last_modified,
                 hints,
             } => {
-                let fallback_base = url
-                    .as_deref()
-                    .and_then(|u| Url::parse(u).ok())
-                    .or_else(|| source.base_url.clone());
-                let location = source.location.to_string();
-                let normalizer = Arc::clone(&self.normalizer);
-                let name = source.name.clone();
-                // Parsing and sanitizing are CPU work: keep them off the async threads.
-                let parsed = tokio::task::spawn_blocking(move || {
-                    let feed = ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref())
-                        .map_err(|reason| ingest::Error::NotAFeed {
-                            source_name: name,
-                            location,
-                            reason,
-                        })?;
-                    Ok::<_, ingest::Error>((
-                        feed.entries.len(),
-                        normalizer.normalize_feed(&feed, fallback_base.as_ref()),
-                    ))
-                })
-                .await
-                .map_err(|e| PollError::Panicked(e.to_string()))?;
-                let (entries, (meta, posts)) = parsed?;
-                let record = PollRecord {
+                let next_check_at = now + success_delay(source.poll_interval, hints.max_age);
+                let body = Body {
+                    bytes,
+                    url,
+                    content_type,
                     etag,
                     last_modified,
-                    checked_at: now,
-                    next_check_at: now + success_delay(source.poll_interval, hints.max_age),
-                    meta,
+                    next_check_at,
                 };
-                let changes = self.store.store_poll(id, &record, &posts, now).await?;
+                let (entries, changes) = self.ingest_body(source, id, body, now).await?;
                 info!(
                     entries,
                     new = changes.new.len(),
@@ -485,11 +464,101 @@ impl Herald {
             }
         }
     }
+
+    /// Parses, normalizes and stores a fetched feed. Normalized chunks are stored while
+    /// later ones are still being sanitized (on the other cores), all in one transaction
+    /// that also saves the source's new validators; a parse failure stores nothing.
+    pub async fn ingest_body(
+        &self,
+        source: &SourceConfig,
+        id: SourceId,
+        body: Body,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(usize, UpsertOutcome), PollError> {
+        let Body {
+            bytes,
+            url,
+            content_type,
+            etag,
+            last_modified,
+            next_check_at,
+        } = body;
+        let fallback_base = url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .or_else(|| source.base_url.clone());
+        let location = source.location.to_string();
+        let normalizer = Arc::clone(&self.normalizer);
+        let name = source.name.clone();
+        let (chunks_tx, mut chunks) =
+            tokio::sync::mpsc::channel::<(usize, Vec<crate::domain::NewPost>)>(4);
+        // Parsing and sanitizing are CPU work: off the async threads.
+        let work = tokio::task::spawn_blocking(move || {
+            let feed = ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref())
+                .map_err(|reason| ingest::Error::NotAFeed {
+                    source_name: name,
+                    location,
+                    reason,
+                })?;
+            let meta = normalizer.normalize_chunks(
+                &feed,
+                fallback_base.as_ref(),
+                ingest::normalize::CHUNK,
+                &|index, posts| {
+                    let _ = chunks_tx.blocking_send((index, posts));
+                },
+            );
+            Ok::<_, ingest::Error>((feed.entries.len(), meta))
+        });
+        // Store chunks in feed order as they come.
+        let mut writer = None;
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0;
+        while let Some((index, posts)) = chunks.recv().await {
+            waiting.insert(index, posts);
+            while let Some(posts) = waiting.remove(&next) {
+                if writer.is_none() {
+                    writer = Some(self.store.begin_poll(id, now).await?);
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.add(&posts).await?;
+                }
+                next += 1;
+            }
+        }
+        let (entries, meta) = work
+            .await
+            .map_err(|e| PollError::Panicked(e.to_string()))??;
+        let writer = match writer {
+            Some(w) => w,
+            None => self.store.begin_poll(id, now).await?,
+        };
+        let record = PollRecord {
+            etag,
+            last_modified,
+            checked_at: now,
+            next_check_at,
+            meta,
+        };
+        Ok((entries, writer.finish(&record).await?))
+    }
+}
+
+/// A fetched feed body and what came with it.
+#[derive(Debug)]
+pub struct Body {
+    pub bytes: Vec<u8>,
+    /// Where it came from (after redirects), the base for relative links.
+    pub url: Option<String>,
+    pub content_type: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub next_check_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Failures inside one source's poll.
 #[derive(Debug, thiserror::Error)]
-enum PollError {
+pub enum PollError {
     #[error(transparent)]
     Ingest(#[from] ingest::Error),
     #[error(transparent)]

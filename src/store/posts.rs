@@ -107,14 +107,11 @@ impl PollWriter {
             }
         }
         // Report ids in feed order.
-        self.outcome.new = fresh
-            .iter()
-            .filter_map(|(p, _)| {
-                ids_by_stable
-                    .get(p.stable_id.as_str())
-                    .map(|id| PostId(*id))
-            })
-            .collect();
+        self.outcome.new.extend(fresh.iter().filter_map(|(p, _)| {
+            ids_by_stable
+                .get(p.stable_id.as_str())
+                .map(|id| PostId(*id))
+        }));
         Ok(())
     }
 

@@ -290,3 +290,40 @@ async fn a_failed_poll_keeps_what_was_stored_before() {
     herald.poll_sources(None).await.unwrap();
     assert_eq!(herald.store.count_posts(None).await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn a_big_feed_is_stored_in_pieces_in_feed_order() {
+    let items: String = (0..600)
+        .map(|i| format!("<item><title>Post {i}</title><guid>g{i}</guid><description>&lt;p&gt;Body {i}&lt;/p&gt;</description></item>"))
+        .collect();
+    let feed = format!(
+        "<rss version=\"2.0\"><channel><title>Big</title><link>https://big.example.org/</link>{items}<item><title>Repeat</title><guid>g7</guid></item></channel></rss>"
+    );
+    let server = FeedServer::start(feed).await;
+    let env = TestEnv::new(&source("big", &server.url("/feed.xml")));
+    let herald = env.herald(&clock()).await;
+    let report = herald.poll_sources(None).await.unwrap();
+    match outcome(&report, "big") {
+        PollOutcome::Stored { entries, changes } => {
+            assert_eq!(*entries, 601);
+            assert_eq!(changes.new.len(), 600, "every new post reported once");
+            let mut sorted = changes.new.clone();
+            sorted.sort();
+            assert_eq!(sorted, changes.new, "ids in feed order");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(herald.store.count_posts(None).await.unwrap(), 600);
+    let seventh = herald
+        .store
+        .list_posts(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.stable_id.as_str() == "g7")
+        .unwrap();
+    assert_eq!(
+        seventh.title, "Post 7",
+        "the first appearance of a repeated entry wins"
+    );
+}
