@@ -69,10 +69,9 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
     loop {
         tokio::select! {
             Some(()) = ticks.recv() => {
-                let report = herald.tick(stop_rx.clone()).await;
-                if report.feeds_changed {
-                    state.reload_feeds();
-                }
+                herald.tick(stop_rx.clone()).await;
+                // Also picks up feeds written by `herald feed write` from another process.
+                state.reload_feeds();
             }
             () = stopped(&mut stop) => break,
         }

@@ -30,15 +30,13 @@ impl Herald {
         digests: &[String],
     ) -> Result<SignUp, String> {
         let all: Vec<String> = self.config.digests.iter().map(|d| d.name.clone()).collect();
-        let digests: Vec<String> = if digests.is_empty() {
-            all
-        } else {
-            digests
-                .iter()
-                .filter(|d| all.contains(d))
-                .cloned()
-                .collect()
-        };
+        // Names the site does not have are ignored; none left means every digest.
+        let named: Vec<String> = digests
+            .iter()
+            .filter(|d| all.contains(d))
+            .cloned()
+            .collect();
+        let digests = if named.is_empty() { all } else { named };
         let now = self.clock.now();
         let outcome = self
             .store
