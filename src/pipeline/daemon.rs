@@ -53,6 +53,7 @@ impl Herald {
     /// Polls the sources that are due; enriches and rewrites the feeds when something
     /// changed; resumes issues with deliveries due (deferred retries, interrupted sends);
     /// sends each digest whose instant has come. One failing part never stops the rest.
+    #[tracing::instrument(skip_all)]
     pub async fn tick(&self, shutdown: watch::Receiver<bool>) -> TickReport {
         let mut report = TickReport::default();
         match self.poll_due_sources().await {

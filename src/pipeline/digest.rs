@@ -137,6 +137,7 @@ impl Herald {
 
     /// Creates the issue for a period (or finds it) and sends its due deliveries.
     /// Sending twice for one period sends nothing new; an issue still sending is resumed.
+    #[tracing::instrument(skip(self, shutdown), fields(digest = %name))]
     pub async fn send_digest(
         &self,
         name: &str,
@@ -358,6 +359,7 @@ impl Herald {
     /// Renders the next issue of a digest to files, without touching the ledger: the
     /// HTML and text as a subscriber named "Preview Reader" would get them, and the whole
     /// message as `.eml`.
+    #[tracing::instrument(skip(self, out_dir), fields(digest = %name))]
     pub async fn preview_digest(&self, name: &str, out_dir: &Path) -> Result<Preview, DigestError> {
         let digest = self.digest_config(name)?.clone();
         let templates = self.templates_for(&digest)?;

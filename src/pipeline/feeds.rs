@@ -35,6 +35,7 @@ impl Herald {
     /// file, then rename). Unchanged files are not touched, so their mtime and any ETag
     /// derived from them stay put. A configured WebSub hub is pinged for each changed
     /// feed; a failed ping is logged, never fatal.
+    #[tracing::instrument(skip_all)]
     pub async fn write_feeds(&self, out_dir: Option<&Path>) -> Result<Vec<FeedFile>, FeedError> {
         let feed = &self.config.feed;
         let dir = out_dir.unwrap_or(&feed.out_dir);

@@ -264,6 +264,7 @@ impl Herald {
     /// stored terms on first use, never re-read from the posts' text) and recompute only
     /// their lists and the lists that mention them. When most posts are new (a first run)
     /// or on `Rebuild`, every list is recomputed from a freshly built index.
+    #[tracing::instrument(skip(self))]
     pub async fn enrich(&self, scope: EnrichScope) -> Result<EnrichReport, Error> {
         let posts = match scope {
             EnrichScope::Stale => self.store.posts_needing_enrichment().await?,

@@ -23,6 +23,7 @@ pub enum SignUp {
 impl Herald {
     /// Records a sign-up as pending (digests: those named, or all) and emails a link to
     /// confirm it. A confirmed address only gains the digests named.
+    #[tracing::instrument(skip_all)]
     pub async fn sign_up(
         &self,
         email: &SubscriberEmail,
