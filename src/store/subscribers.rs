@@ -1,5 +1,7 @@
 //! The `subscribers` and `subscriptions` tables. Addresses are unique case-insensitively.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -55,8 +57,8 @@ impl Store {
     ) -> Result<Vec<AddOutcome>> {
         let mut tx = self.begin_write("begin import").await?;
         let mut out = Vec::with_capacity(rows.len());
-        for (email, name, digests) in rows {
-            out.push(add_in(&mut tx, email, name.as_deref(), digests, status, now).await?);
+        for chunk in rows.chunks(IMPORT_BATCH) {
+            out.extend(import_chunk(&mut tx, chunk, status, now).await?);
         }
         tx.commit().await.doing("commit import")?;
         Ok(out)
@@ -187,6 +189,102 @@ impl Store {
             .await
             .doing("read setting")
     }
+}
+
+/// Rows per statement when importing (up to 5 values each).
+const IMPORT_BATCH: usize = 300;
+
+/// Imports one chunk: addresses already known (or repeated in the chunk) go through
+/// [`add_in`] one by one; new ones are inserted, with their subscriptions, a few hundred
+/// per statement. An import of 100,000 rows is then a matter of seconds.
+async fn import_chunk(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[(SubscriberEmail, Option<String>, Vec<String>)],
+    status: SubscriberStatus,
+    now: DateTime<Utc>,
+) -> Result<Vec<AddOutcome>> {
+    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SELECT lower(email) FROM subscribers WHERE email COLLATE NOCASE IN (",
+    );
+    let mut list = query.separated(", ");
+    for (email, _, _) in rows {
+        list.push_bind(email.as_str());
+    }
+    query.push(")");
+    let known: HashSet<String> = query
+        .build_query_scalar::<String>()
+        .fetch_all(&mut *tx)
+        .await
+        .doing("find known subscribers")?
+        .into_iter()
+        .collect();
+
+    let mut fresh: Vec<(usize, &(SubscriberEmail, Option<String>, Vec<String>))> = Vec::new();
+    let mut in_chunk: HashSet<String> = HashSet::new();
+    for (i, row) in rows.iter().enumerate() {
+        let key = row.0.as_str().to_lowercase();
+        if !known.contains(&key) && in_chunk.insert(key) {
+            fresh.push((i, row));
+        }
+    }
+    let mut out: Vec<Option<AddOutcome>> = vec![None; rows.len()];
+    if !fresh.is_empty() {
+        let confirmed_at = (status == SubscriberStatus::Confirmed).then(|| ts(now));
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO subscribers (email, name, status, created_at, confirmed_at) ",
+        );
+        insert.push_values(&fresh, |mut row, (_, (email, name, _))| {
+            row.push_bind(email.as_str())
+                .push_bind(name.as_deref().map(str::trim).filter(|n| !n.is_empty()))
+                .push_bind(status.as_str())
+                .push_bind(ts(now))
+                .push_bind(confirmed_at.clone());
+        });
+        insert.push(" RETURNING id, lower(email)");
+        let ids: HashMap<String, i64> = insert
+            .build_query_as::<(i64, String)>()
+            .fetch_all(&mut *tx)
+            .await
+            .doing("insert subscribers")?
+            .into_iter()
+            .map(|(id, email)| (email, id))
+            .collect();
+        let mut subscriptions: Vec<(i64, &str)> = Vec::new();
+        for (i, (email, _, digests)) in &fresh {
+            let Some(id) = ids.get(&email.as_str().to_lowercase()) else {
+                continue;
+            };
+            out[*i] = Some(AddOutcome::Added(SubscriberId(*id)));
+            subscriptions.extend(digests.iter().map(|d| (*id, d.as_str())));
+        }
+        for part in subscriptions.chunks(IMPORT_BATCH) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO subscriptions (subscriber_id, digest) ",
+            );
+            insert.push_values(part, |mut row, (id, digest)| {
+                row.push_bind(*id).push_bind(*digest);
+            });
+            insert.push(" ON CONFLICT DO NOTHING");
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .doing("subscribe to digests")?;
+        }
+    }
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for (i, done) in out.into_iter().enumerate() {
+        let outcome = match done {
+            Some(outcome) => outcome,
+            // Known, repeated in the chunk, or (never expected) not returned by the insert.
+            None => {
+                let (email, name, digests) = &rows[i];
+                add_in(tx, email, name.as_deref(), digests, status, now).await?
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
 }
 
 async fn add_in(

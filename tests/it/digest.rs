@@ -871,3 +871,61 @@ async fn a_relay_refusing_our_sender_stops_the_issue_and_bounces_nobody() {
     );
     assert_eq!(sink.accepted(), 100);
 }
+
+#[tokio::test]
+async fn an_import_merges_repeats_and_known_addresses() {
+    let env = TestEnv::new(
+        "[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n\n[[digests]]\nname = \"daily\"\nschedule = \"0 7 * * *\"\n",
+    );
+    let (code, _, _) = env
+        .run(&[
+            "subscribers",
+            "add",
+            "known@example.org",
+            "--digest",
+            "daily",
+        ])
+        .await;
+    assert_eq!(code, 0);
+    let file = env.dir.path().join("merge.csv");
+    std::fs::write(&file, "Ana@Example.org,Ana,weekly\nana@example.org,,daily\nKNOWN@example.org,Kay,weekly\nnew@example.org,,\n").unwrap();
+    let (code, stdout, stderr) = env
+        .run(&[
+            "subscribers",
+            "import",
+            file.to_str().unwrap(),
+            "--confirmed",
+        ])
+        .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("2 added, 2 updated, 0 unchanged, 0 rejected"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = env.run(&["subscribers", "list", "--json"]).await;
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let by = |email: &str| {
+        list.iter()
+            .find(|s| s["email"].as_str().unwrap().eq_ignore_ascii_case(email))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(list.len(), 3);
+    assert_eq!(
+        by("ana@example.org")["digests"],
+        serde_json::json!(["daily", "weekly"])
+    );
+    assert_eq!(by("ana@example.org")["status"], "confirmed");
+    let known = by("known@example.org");
+    assert_eq!(
+        (known["status"].as_str(), known["name"].as_str()),
+        (Some("confirmed"), Some("Kay")),
+        "pending → confirmed, named"
+    );
+    assert_eq!(known["digests"], serde_json::json!(["daily", "weekly"]));
+    assert_eq!(
+        by("new@example.org")["digests"],
+        serde_json::json!(["daily", "weekly"]),
+        "no digests means all"
+    );
+}
