@@ -9,6 +9,9 @@ use sqlx::sqlite::SqliteRow;
 use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberId, SubscriberStatus};
 
+/// One subscriber to import: address, name, digests.
+pub type ImportRow = (SubscriberEmail, Option<String>, Vec<String>);
+
 /// What adding a subscriber did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AddOutcome {
@@ -51,7 +54,7 @@ impl Store {
     /// Adds many subscribers in one transaction (an import).
     pub async fn add_subscribers(
         &self,
-        rows: &[(SubscriberEmail, Option<String>, Vec<String>)],
+        rows: &[ImportRow],
         status: SubscriberStatus,
         now: DateTime<Utc>,
     ) -> Result<Vec<AddOutcome>> {
@@ -199,7 +202,7 @@ const IMPORT_BATCH: usize = 300;
 /// per statement. An import of 100,000 rows is then a matter of seconds.
 async fn import_chunk(
     tx: &mut sqlx::SqliteConnection,
-    rows: &[(SubscriberEmail, Option<String>, Vec<String>)],
+    rows: &[ImportRow],
     status: SubscriberStatus,
     now: DateTime<Utc>,
 ) -> Result<Vec<AddOutcome>> {
@@ -219,7 +222,7 @@ async fn import_chunk(
         .into_iter()
         .collect();
 
-    let mut fresh: Vec<(usize, &(SubscriberEmail, Option<String>, Vec<String>))> = Vec::new();
+    let mut fresh: Vec<(usize, &ImportRow)> = Vec::new();
     let mut in_chunk: HashSet<String> = HashSet::new();
     for (i, row) in rows.iter().enumerate() {
         let key = row.0.as_str().to_lowercase();
