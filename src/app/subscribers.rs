@@ -8,7 +8,7 @@ use super::{Outcome, open};
 use crate::cli::SubscribersCommand;
 use crate::config::Config;
 use crate::domain::{SubscriberEmail, SubscriberStatus};
-use crate::store::AddOutcome;
+use crate::store::{AddOutcome, ImportRow};
 
 pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
     let herald = open(config).await?;
@@ -148,8 +148,6 @@ fn check_digests(wanted: Vec<String>, known: &[String]) -> Result<Vec<String>, S
     }
     Ok(wanted)
 }
-
-type ImportRow = (SubscriberEmail, Option<String>, Vec<String>);
 
 /// Parses an import file: columns email,name,digests (digests separated by `;`, `|` or
 /// spaces; empty means all digests). A header row is skipped. Returns the good rows and,

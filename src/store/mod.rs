@@ -24,7 +24,7 @@ use sqlx::sqlite::{
 pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
-pub use subscribers::AddOutcome;
+pub use subscribers::{AddOutcome, ImportRow};
 
 use crate::config::StoreUrl;
 
