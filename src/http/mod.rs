@@ -60,8 +60,13 @@ struct Inner {
 struct CachedFeed {
     body: axum::body::Bytes,
     etag: String,
+    /// The same feed gzip-compressed once, for readers that accept it, with its own ETag
+    /// (a different representation, RFC 9110 §8.8.3).
+    gzip: Option<(axum::body::Bytes, String)>,
     last_modified: String,
     modified: DateTime<Utc>,
+    /// File size and mtime it was read with (to skip unchanged files on reload).
+    stamp: (u64, std::time::SystemTime),
 }
 
 #[derive(Default)]
@@ -139,13 +144,20 @@ impl AppState {
         Ok(state)
     }
 
-    /// Re-reads the feed files (after the pipeline wrote them).
+    /// Re-reads the feed files that changed since they were loaded.
     pub fn reload_feeds(&self) {
         let dir = &self.inner.herald.config.feed.out_dir;
+        let current = self
+            .inner
+            .feeds
+            .read()
+            .map(|f| (f.rss.clone(), f.atom.clone(), f.json.clone()))
+            .ok();
+        let (rss, atom, json) = current.unwrap_or_default();
         let cache = FeedCache {
-            rss: load(dir, "feed.xml"),
-            atom: load(dir, "atom.xml"),
-            json: load(dir, "feed.json"),
+            rss: load(dir, "feed.xml", rss),
+            atom: load(dir, "atom.xml", atom),
+            json: load(dir, "feed.json", json),
         };
         if let Ok(mut feeds) = self.inner.feeds.write() {
             *feeds = cache;
@@ -157,17 +169,53 @@ impl AppState {
     }
 }
 
-fn load(dir: &Path, name: &str) -> Option<CachedFeed> {
+/// A feed file as served; `previous` is kept when the file has not changed.
+fn load(dir: &Path, name: &str, previous: Option<CachedFeed>) -> Option<CachedFeed> {
     let path = dir.join(name);
+    let meta = std::fs::metadata(&path).ok()?;
+    let stamp = (meta.len(), meta.modified().ok()?);
+    if let Some(previous) = previous.filter(|p| p.stamp == stamp) {
+        return Some(previous);
+    }
     let body = std::fs::read(&path).ok()?;
-    let modified: DateTime<Utc> = std::fs::metadata(&path).ok()?.modified().ok()?.into();
-    let digest = Sha256::digest(&body);
+    let modified: DateTime<Utc> = stamp.1.into();
+    let tag = crate::domain::hex(&Sha256::digest(&body)[..16]);
     Some(CachedFeed {
-        etag: format!("\"{}\"", crate::domain::hex(&digest[..16])),
+        etag: format!("\"{tag}\""),
+        gzip: gzip(&body).map(|g| (g.into(), format!("\"{tag}-gz\""))),
         last_modified: http_date(modified),
         modified: modified.with_nanosecond0(),
+        stamp,
         body: body.into(),
     })
+}
+
+/// The body gzip-compressed, when that saves something worth it.
+fn gzip(body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 3),
+        flate2::Compression::best(),
+    );
+    encoder.write_all(body).ok()?;
+    let compressed = encoder.finish().ok()?;
+    (compressed.len() < body.len() * 9 / 10).then_some(compressed)
+}
+
+/// Whether the request accepts a gzip-encoded response.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|part| {
+                let mut pieces = part.split(';').map(str::trim);
+                let coding = pieces.next().unwrap_or("");
+                let refused =
+                    pieces.any(|p| p.replace(' ', "") == "q=0" || p.replace(' ', "") == "q=0.0");
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+            })
+        })
 }
 
 trait Truncate {
@@ -269,17 +317,24 @@ fn serve_feed(state: &AppState, kind: FeedKind, headers: &HeaderMap) -> Response
     if let Some(hub) = &feed_config.hub {
         link.push_str(&format!(", <{hub}>; rel=\"hub\""));
     }
+    let gzipped = feed.gzip.as_ref().filter(|_| accepts_gzip(headers));
+    let etag = gzipped.map_or(&feed.etag, |(_, tag)| tag);
     let mut response = if not_modified(headers, &feed) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = Response::new(Body::from(feed.body.clone()));
+        let body = gzipped.map_or_else(|| feed.body.clone(), |(bytes, _)| bytes.clone());
+        let mut r = Response::new(Body::from(body));
         r.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if gzipped.is_some() {
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         r
     };
     let h = response.headers_mut();
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""));
-    h.insert(header::ETAG, value(&feed.etag));
+    h.insert(header::ETAG, value(etag));
     h.insert(header::LAST_MODIFIED, value(&feed.last_modified));
     h.insert(
         header::CACHE_CONTROL,
@@ -290,16 +345,17 @@ fn serve_feed(state: &AppState, kind: FeedKind, headers: &HeaderMap) -> Response
     response
 }
 
-/// RFC 9110 §13.1: If-None-Match wins; If-Modified-Since counts only without it.
+/// RFC 9110 §13.1: If-None-Match wins; If-Modified-Since counts only without it. Either
+/// encoding's ETag matches: both are the same content.
 fn not_modified(headers: &HeaderMap, feed: &CachedFeed) -> bool {
     if let Some(inm) = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
-        return inm
-            .split(',')
-            .map(str::trim)
-            .any(|tag| tag == "*" || tag.trim_start_matches("W/") == feed.etag);
+        return inm.split(',').map(str::trim).any(|tag| {
+            let tag = tag.trim_start_matches("W/");
+            tag == "*" || tag == feed.etag || feed.gzip.as_ref().is_some_and(|(_, gz)| tag == gz)
+        });
     }
     headers
         .get(header::IF_MODIFIED_SINCE)
