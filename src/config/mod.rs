@@ -37,7 +37,7 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    #[error("{}", Problems_(.0))]
+    #[error("{}", ProblemList(.0))]
     Invalid(Vec<Problem>),
 }
 
@@ -52,9 +52,9 @@ impl Error {
 }
 
 /// Display helper: one problem per line.
-struct Problems_<'a>(&'a [Problem]);
+struct ProblemList<'a>(&'a [Problem]);
 
-impl fmt::Display for Problems_<'_> {
+impl fmt::Display for ProblemList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.0.iter().enumerate() {
             if i > 0 {

@@ -38,6 +38,39 @@ struct Running {
 }
 
 impl Running {
+    /// A subscriber's status as stored.
+    async fn status_of(&self, email: &SubscriberEmail) -> SubscriberStatus {
+        self.herald
+            .store
+            .subscriber_by_email(email)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    }
+
+    /// A POST of a form body.
+    async fn post_form(&self, url: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A POST of a JSON body.
+    async fn post_json(&self, url: &str, value: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(value.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A URL in an email (on the configured site) made to point at the test server.
     fn local(&self, url: &str) -> String {
         url.replace("http://localhost:8080/", &self.base)
@@ -153,13 +186,8 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
 
     // Sign up: a confirmation email reaches the SMTP server.
     let answer = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form("new@example.org"))
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("{}subscribe", app.base), &form("new@example.org"))
+        .await;
     assert_eq!(answer.status(), 200);
     let first_page = answer.text().await.unwrap();
     assert!(first_page.contains("Almost there"));
@@ -177,35 +205,19 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
         .unwrap()
         .to_owned();
     let email = SubscriberEmail::parse("new@example.org").unwrap();
-    assert_eq!(
-        app.herald
-            .store
-            .subscriber_by_email(&email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SubscriberStatus::Pending
-    );
+    assert_eq!(app.status_of(&email).await, SubscriberStatus::Pending);
 
     // The same answer, byte for byte, for an address already known (no enumeration).
     let again = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form("new@example.org"))
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("{}subscribe", app.base), &form("new@example.org"))
+        .await;
     assert_eq!(again.text().await.unwrap(), first_page);
     let unknown = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form("other@example.org"))
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("{}subscribe", app.base),
+            &form("other@example.org"),
+        )
+        .await;
     assert_eq!(unknown.text().await.unwrap(), first_page);
 
     // Confirm.
@@ -218,16 +230,7 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
             .unwrap()
             .contains("You are subscribed")
     );
-    assert_eq!(
-        app.herald
-            .store
-            .subscriber_by_email(&email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SubscriberStatus::Confirmed
-    );
+    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
 
     // The next digest reaches the new subscriber.
     let before = app.sink.received().len();
@@ -279,38 +282,15 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
     let page = app.client.get(app.local(&https)).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
-    assert_eq!(
-        app.herald
-            .store
-            .subscriber_by_email(&email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SubscriberStatus::Confirmed
-    );
+    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
     for _ in 0..2 {
         let done = app
-            .client
-            .post(app.local(&https))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("List-Unsubscribe=One-Click")
-            .send()
-            .await
-            .unwrap();
+            .post_form(&app.local(&https), "List-Unsubscribe=One-Click")
+            .await;
         assert_eq!(done.status(), 200);
         assert!(done.text().await.unwrap().contains("Unsubscribed"));
     }
-    assert_eq!(
-        app.herald
-            .store
-            .subscriber_by_email(&email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SubscriberStatus::Unsubscribed
-    );
+    assert_eq!(app.status_of(&email).await, SubscriberStatus::Unsubscribed);
 
     // The digest after that does not reach them.
     let body = String::from_utf8(fixture("rss20-media.xml"))
@@ -417,16 +397,7 @@ async fn bad_and_tampered_tokens_get_a_plain_error_page() {
             );
         }
     }
-    assert_eq!(
-        app.herald
-            .store
-            .subscriber_by_email(&email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        SubscriberStatus::Confirmed
-    );
+    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
 }
 
 #[tokio::test]
@@ -434,23 +405,16 @@ async fn oversized_bodies_bad_input_and_floods_are_refused() {
     let app = start().await;
     let huge = format!("email=a%40example.org&name={}", "x".repeat(100_000));
     let r = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+        .post_form(&format!("{}subscribe", app.base), &huge)
+        .await;
     assert_eq!(r.status(), 413);
 
     let json = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/json")
-        .body(serde_json::to_string(&serde_json::json!({"email": "not an address"})).unwrap())
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            &format!("{}subscribe", app.base),
+            serde_json::json!({"email": "not an address"}),
+        )
+        .await;
     assert_eq!(json.status(), 400);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&json.text().await.unwrap()).unwrap()["ok"],
