@@ -151,6 +151,25 @@ mod tests {
                 "2026-10-31T12:00:00Z",
                 "2026-11-02T12:00:00Z",
             ),
+            // New York repeats 01:00-02:00, so its 02:30 happens once and is sent once.
+            (
+                New_York,
+                "30 2 * * *",
+                "2026-10-31T12:00:00Z",
+                "2026-11-02T12:00:00Z",
+            ),
+            (
+                Berlin,
+                "0 8 * * *",
+                "2026-10-24T12:00:00Z",
+                "2026-10-26T12:00:00Z",
+            ),
+            (
+                New_York,
+                "0 8 * * *",
+                "2026-10-31T12:00:00Z",
+                "2026-11-02T12:00:00Z",
+            ),
         ] {
             let sent = sends(&cron(pattern), tz, at(from), at(to));
             assert_eq!(sent.len(), 2, "{tz}: one on each of two days: {sent:?}");
