@@ -167,8 +167,8 @@ mod tests {
             (
                 New_York,
                 "0 8 * * *",
-                "2026-10-31T12:00:00Z",
-                "2026-11-02T12:00:00Z",
+                "2026-10-31T14:00:00Z",
+                "2026-11-02T14:00:00Z",
             ),
         ] {
             let sent = sends(&cron(pattern), tz, at(from), at(to));
