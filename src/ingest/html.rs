@@ -110,40 +110,39 @@ fn is_block(name: &str) -> bool {
     for (l, b) in lower.iter_mut().zip(name.bytes()) {
         *l = b.to_ascii_lowercase();
     }
-    let name = std::str::from_utf8(&lower[..name.len()]).unwrap_or("");
     matches!(
-        name,
-        "p" | "div"
-            | "br"
-            | "li"
-            | "ul"
-            | "ol"
-            | "dl"
-            | "dt"
-            | "dd"
-            | "h1"
-            | "h2"
-            | "h3"
-            | "h4"
-            | "h5"
-            | "h6"
-            | "blockquote"
-            | "pre"
-            | "table"
-            | "tr"
-            | "td"
-            | "th"
-            | "hr"
-            | "figure"
-            | "figcaption"
-            | "section"
-            | "article"
-            | "header"
-            | "footer"
-            | "aside"
-            | "details"
-            | "summary"
-            | "address"
+        &lower[..name.len()],
+        b"p" | b"div"
+            | b"br"
+            | b"li"
+            | b"ul"
+            | b"ol"
+            | b"dl"
+            | b"dt"
+            | b"dd"
+            | b"h1"
+            | b"h2"
+            | b"h3"
+            | b"h4"
+            | b"h5"
+            | b"h6"
+            | b"blockquote"
+            | b"pre"
+            | b"table"
+            | b"tr"
+            | b"td"
+            | b"th"
+            | b"hr"
+            | b"figure"
+            | b"figcaption"
+            | b"section"
+            | b"article"
+            | b"header"
+            | b"footer"
+            | b"aside"
+            | b"details"
+            | b"summary"
+            | b"address"
     )
 }
 
@@ -196,28 +195,32 @@ struct TextBuilder {
 
 impl TextBuilder {
     fn push_text(&mut self, text: &str) {
-        // Copy runs of ordinary characters as slices; look at each character only where
-        // it might be white space or a control character.
-        let mut word_start: Option<usize> = None;
-        for (i, c) in text.char_indices() {
-            let special = if c.is_ascii() {
-                c.is_ascii_whitespace() || c.is_ascii_control()
-            } else {
-                c.is_whitespace() || c == '\u{a0}' || is_control(c)
-            };
-            if special {
-                if let Some(start) = word_start.take() {
+        // Bytes, not chars: ASCII is decided by one comparison, and only bytes of
+        // multi-byte characters pay for decoding. Runs of ordinary characters are copied
+        // as slices.
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let (kind, len) = classify(text, i);
+            match kind {
+                Kind::Space => {
+                    self.space = true;
+                    i += len;
+                }
+                Kind::Control => i += len,
+                Kind::Ordinary => {
+                    let start = i;
+                    i += len;
+                    while i < bytes.len() {
+                        let (kind, len) = classify(text, i);
+                        if kind != Kind::Ordinary {
+                            break;
+                        }
+                        i += len;
+                    }
                     self.push_word(&text[start..i]);
                 }
-                if c.is_whitespace() || c == '\u{a0}' {
-                    self.space = true;
-                }
-            } else if word_start.is_none() {
-                word_start = Some(i);
             }
-        }
-        if let Some(start) = word_start {
-            self.push_word(&text[start..]);
         }
     }
 
@@ -233,6 +236,38 @@ impl TextBuilder {
         self.space = false;
         self.out.push_str(word);
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Space,
+    Control,
+    Ordinary,
+}
+
+/// What the character at byte `i` of `text` is, and its length in bytes.
+#[inline]
+fn classify(text: &str, i: usize) -> (Kind, usize) {
+    let b = text.as_bytes()[i];
+    if b < 0x80 {
+        let kind = if b == b' ' || (b'\t'..=b'\r').contains(&b) {
+            Kind::Space
+        } else if b < 0x20 || b == 0x7f {
+            Kind::Control
+        } else {
+            Kind::Ordinary
+        };
+        return (kind, 1);
+    }
+    let c = text[i..].chars().next().unwrap_or('\u{fffd}');
+    let kind = if c.is_whitespace() || c == '\u{a0}' {
+        Kind::Space
+    } else if is_control(c) {
+        Kind::Control
+    } else {
+        Kind::Ordinary
+    };
+    (kind, c.len_utf8())
 }
 
 /// Index of the `>` closing the tag that starts at `start` (quotes respected).
