@@ -55,6 +55,17 @@ pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
                 preview.posts,
                 if preview.posts == 1 { "" } else { "s" }
             )?;
+            let skips_empty = herald
+                .config
+                .digests
+                .iter()
+                .any(|d| d.name == name && d.skip_if_empty);
+            if preview.posts == 0 && skips_empty {
+                writeln!(
+                    out,
+                    "nothing new yet: a send now would skip this period (skip_if_empty)"
+                )?;
+            }
             for file in &preview.files {
                 writeln!(out, "wrote {}", file.display())?;
             }
