@@ -16,7 +16,7 @@ pub mod sender;
 pub mod transport;
 
 pub use message::MessageContext;
-pub use sender::{SendReport, SendSettings, send_issue};
+pub use sender::{SendJob, SendReport, SendSettings, send_issue};
 pub use transport::Transport;
 
 /// Why a message could not be delivered, with the predicates that decide what happens next.

@@ -75,47 +75,46 @@ struct Tally {
     ledger_errors: AtomicU64,
 }
 
+/// Everything one send of an issue needs: where to record outcomes, how to send, and
+/// the issue rendered once for every recipient.
+pub struct SendJob {
+    pub store: Store,
+    pub transport: Transport,
+    pub issue: Issue,
+    pub rendered: RenderedIssue,
+    pub ctx: MessageContext,
+    pub key: SigningKey,
+    pub base_url: url::Url,
+    pub clock: SharedClock,
+    pub settings: SendSettings,
+}
+
 /// What every send task shares.
 struct Shared {
-    store: Store,
-    transport: Transport,
-    rendered: RenderedIssue,
-    ctx: MessageContext,
-    key: SigningKey,
-    base_url: url::Url,
-    clock: SharedClock,
-    settings: SendSettings,
-    issue: Issue,
+    job: SendJob,
     tally: Tally,
 }
 
-/// Sends every due delivery of `issue`, recording each outcome in the ledger.
-#[allow(clippy::too_many_arguments)]
+/// Sends every due delivery of the job's issue, recording each outcome in the ledger.
 pub async fn send_issue(
-    store: &Store,
-    transport: &Transport,
-    issue: &Issue,
-    rendered: RenderedIssue,
-    ctx: MessageContext,
-    key: SigningKey,
-    base_url: url::Url,
-    clock: SharedClock,
-    settings: SendSettings,
+    job: SendJob,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<SendReport, crate::store::Error> {
-    let skipped = store.skip_unsubscribed(issue.id, clock.now()).await?;
+    let skipped = job
+        .store
+        .skip_unsubscribed(job.issue.id, job.clock.now())
+        .await?;
+    let settings = job.settings;
     let shared = Arc::new(Shared {
-        store: store.clone(),
-        transport: transport.clone(),
-        rendered,
-        ctx,
-        key,
-        base_url,
-        clock: Arc::clone(&clock),
-        settings,
-        issue: issue.clone(),
+        job,
         tally: Tally::default(),
     });
+    let SendJob {
+        store,
+        issue,
+        clock,
+        ..
+    } = &shared.job;
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let pacer = Pacer::new(settings.rate);
     let mut tasks = JoinSet::new();
@@ -191,7 +190,8 @@ pub async fn send_issue(
 }
 
 async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
-    let token = shared.key.sign(
+    let Shared { job, tally } = shared;
+    let token = job.key.sign(
         TokenPurpose::Unsubscribe,
         delivery.subscriber_id,
         delivery.email.as_str(),
@@ -199,22 +199,21 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
     let fields = PersonalFields {
         name: delivery.name.clone(),
         email: delivery.email.as_str().to_owned(),
-        unsubscribe_url: unsubscribe_url(&shared.base_url, &token),
+        unsubscribe_url: unsubscribe_url(&job.base_url, &token),
     };
-    let issue = shared.issue.id;
+    let issue = job.issue.id;
     let result = match build_message(
-        &shared.ctx,
-        &shared.rendered,
+        &job.ctx,
+        &job.rendered,
         &delivery.email,
         &fields,
         &token,
         &delivery.message_id,
-        shared.clock.now(),
+        job.clock.now(),
     ) {
         Ok(message) => {
             let stem = format!("issue-{}-{}", issue.0, delivery.subscriber_id.0);
-            shared
-                .transport
+            job.transport
                 .send(&message.envelope, &message.bytes, &stem)
                 .await
         }
@@ -222,51 +221,50 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             "cannot build the message: {e}"
         ))),
     };
-    let now = shared.clock.now();
+    let now = job.clock.now();
     let recorded = match result {
         Ok(reply) => {
             debug!(issue = issue.0, to = %delivery.email.masked(), %reply, "sent");
-            shared.tally.sent.fetch_add(1, Ordering::Relaxed);
-            shared.tally.failing_streak.store(0, Ordering::Relaxed);
-            if let Ok(mut streak) = shared.tally.streak_not_recipient.lock() {
+            tally.sent.fetch_add(1, Ordering::Relaxed);
+            tally.failing_streak.store(0, Ordering::Relaxed);
+            if let Ok(mut streak) = tally.streak_not_recipient.lock() {
                 streak.clear();
             }
-            shared.store.mark_sent(issue, delivery, &reply, now).await
+            job.store.mark_sent(issue, delivery, &reply, now).await
         }
         Err(error)
-            if error.is_transient() && delivery.attempts + 1 < shared.settings.retry_attempts =>
+            if error.is_transient() && delivery.attempts + 1 < job.settings.retry_attempts =>
         {
-            let next = now + retry_delay(shared.settings.retry_base, delivery.attempts);
+            let next = now + retry_delay(job.settings.retry_base, delivery.attempts);
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, %next, "deferred");
-            shared.tally.deferred.fetch_add(1, Ordering::Relaxed);
-            shared
-                .store
+            tally.deferred.fetch_add(1, Ordering::Relaxed);
+            job.store
                 .mark_deferred(issue, delivery.subscriber_id, &error.reply, next, now)
                 .await
         }
         Err(error) => {
             let permanent = error.is_permanent();
             if permanent {
-                shared.tally.failing_streak.fetch_add(1, Ordering::Relaxed);
+                tally.failing_streak.fetch_add(1, Ordering::Relaxed);
             }
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
-            shared.tally.failed.fetch_add(1, Ordering::Relaxed);
+            tally.failed.fetch_add(1, Ordering::Relaxed);
             // Only a failure that blames the address counts towards a bounce.
             let bounce = error.indicts_recipient();
             if permanent
                 && !bounce
-                && let Ok(mut streak) = shared.tally.streak_not_recipient.lock()
+                && let Ok(mut streak) = tally.streak_not_recipient.lock()
             {
                 streak.push(delivery.subscriber_id);
             }
-            match shared
+            match job
                 .store
                 .mark_failed(issue, delivery.subscriber_id, &error.reply, bounce, now)
                 .await
             {
                 Ok(FailureEffect::Bounced) => {
                     debug!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
-                    shared.tally.bounced.fetch_add(1, Ordering::Relaxed);
+                    tally.bounced.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }
                 Ok(FailureEffect::None) => Ok(()),
@@ -277,7 +275,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
     if let Err(e) = recorded {
         // The delivery keeps its previous state and is tried again by the next run.
         warn!(issue = issue.0, error = %e, "could not record a delivery outcome");
-        shared.tally.ledger_errors.fetch_add(1, Ordering::Relaxed);
+        tally.ledger_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 

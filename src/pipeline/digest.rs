@@ -13,7 +13,7 @@ use super::Herald;
 use crate::config::DigestConfig;
 use crate::deliver::message::build_message;
 use crate::deliver::sender::unsubscribe_url;
-use crate::deliver::{self, MessageContext, SendReport, SendSettings};
+use crate::deliver::{self, MessageContext, SendJob, SendReport, SendSettings};
 use crate::domain::token::{SigningKey, TokenPurpose};
 use crate::domain::{Issue, IssueStatus, Post, PostId, RelatedPost, SubscriberEmail, SubscriberId};
 use crate::render::email::{IssueInput, render_issue};
@@ -315,19 +315,18 @@ impl Herald {
             retry_base: Duration::from_secs(60),
         };
         let started = std::time::Instant::now();
-        let report = deliver::send_issue(
-            &self.store,
-            &self.transport,
-            issue,
+        let job = SendJob {
+            store: self.store.clone(),
+            transport: self.transport.clone(),
+            issue: issue.clone(),
             rendered,
             ctx,
             key,
-            self.config.site.base_url.clone(),
-            Arc::clone(&self.clock),
+            base_url: self.config.site.base_url.clone(),
+            clock: Arc::clone(&self.clock),
             settings,
-            shutdown,
-        )
-        .await?;
+        };
+        let report = deliver::send_issue(job, shutdown).await?;
         self.metrics
             .digest_seconds
             .observe(started.elapsed().as_secs_f64());

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::{Value, json};
 
-use super::{Error, Templates, text};
+use super::{Error, Templates, related_links, text};
 use crate::config::{DigestConfig, SiteConfig};
 use crate::domain::{Post, PostId, RelatedPost};
 use crate::ingest::html::escape_into;
@@ -376,19 +376,9 @@ fn issue_view(input: &IssueInput<'_>) -> Value {
 }
 
 fn post_view(post: &Post, input: &IssueInput<'_>, tz: Tz) -> Value {
-    let related: Vec<Value> = input
-        .related
-        .get(&post.id)
-        .map(|list| {
-            list.iter()
-                .filter_map(|r| {
-                    r.url
-                        .as_ref()
-                        .map(|url| json!({ "title": r.title, "url": url }))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let related: Vec<Value> = related_links(input.related, post.id)
+        .map(|(title, url)| json!({ "title": title, "url": url }))
+        .collect();
     json!({
         "title": post.title,
         "url": post.url.clone().unwrap_or_else(|| input.view_online_url.clone()),

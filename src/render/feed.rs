@@ -15,6 +15,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::related_links;
 use crate::config::{FeedConfig, SiteConfig};
 use crate::domain::{Post, PostId, RelatedPost};
 use crate::ingest::html::escape_into;
@@ -95,20 +96,9 @@ impl ItemView {
             Some(u) if post.stable_id.as_str() == u => (u.clone(), true),
             _ => (guid_urn(&post.source, post.stable_id.as_str()), false),
         };
-        let related: Vec<(String, String)> = input
-            .related
-            .get(&post.id)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|r| {
-                        r.url
-                            .as_ref()
-                            .filter(|u| u.starts_with("http"))
-                            .map(|u| (xml_text(&r.title), xml_text(u)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let related: Vec<(String, String)> = related_links(input.related, post.id)
+            .map(|(title, url)| (xml_text(title), xml_text(url)))
+            .collect();
         let summary = xml_text(post.summary.as_deref().unwrap_or(""));
         let mut related_html = String::new();
         if !related.is_empty() {

@@ -19,9 +19,12 @@ pub mod email;
 pub mod feed;
 mod text;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use handlebars::Handlebars;
+
+use crate::domain::{PostId, RelatedPost};
 
 pub use email::{PersonalFields, Personalized, RenderedIssue};
 
@@ -183,4 +186,18 @@ impl Templates {
             message: e.to_string(),
         })
     }
+}
+
+/// The related posts of `post` that can be linked from an email or a feed (those with an
+/// http(s) URL), best first, as (title, url).
+fn related_links(
+    related: &HashMap<PostId, Vec<RelatedPost>>,
+    post: PostId,
+) -> impl Iterator<Item = (&str, &str)> {
+    related.get(&post).into_iter().flatten().filter_map(|r| {
+        r.url
+            .as_deref()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map(|url| (r.title.as_str(), url))
+    })
 }

@@ -517,17 +517,21 @@ async fn import_subscribers(env: &TestEnv, n: usize) {
     for i in 0..n {
         csv.push_str(&format!("crash{i}@example.org,Reader {i},weekly\n"));
     }
-    let file = env.dir.path().join("subscribers.csv");
-    std::fs::write(&file, csv).unwrap();
-    let (code, stdout, stderr) = env
-        .run(&[
-            "subscribers",
-            "import",
-            file.to_str().unwrap(),
-            "--confirmed",
-        ])
-        .await;
+    let (code, stdout, stderr) = import_csv(env, "subscribers.csv", &csv).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// Writes `csv` to `name` in the test's folder and imports it, confirmed, through the CLI.
+async fn import_csv(env: &TestEnv, name: &str, csv: &str) -> (i32, String, String) {
+    let file = env.dir.path().join(name);
+    std::fs::write(&file, csv).unwrap();
+    env.run(&[
+        "subscribers",
+        "import",
+        file.to_str().unwrap(),
+        "--confirmed",
+    ])
+    .await
 }
 
 #[tokio::test]
@@ -697,16 +701,8 @@ async fn subscribers_can_be_added_imported_listed_exported_and_removed() {
         "{stderr}"
     );
 
-    let file = env.dir.path().join("list.csv");
-    std::fs::write(&file, "email,name,digests\nbo@example.org,\"Bo, Jr.\",daily\nbad-address,X,\ncy@example.org,,monthly\ndee@example.org,Dee,\n").unwrap();
-    let (code, stdout, stderr) = env
-        .run(&[
-            "subscribers",
-            "import",
-            file.to_str().unwrap(),
-            "--confirmed",
-        ])
-        .await;
+    let list = "email,name,digests\nbo@example.org,\"Bo, Jr.\",daily\nbad-address,X,\ncy@example.org,,monthly\ndee@example.org,Dee,\n";
+    let (code, stdout, stderr) = import_csv(&env, "list.csv", list).await;
     assert_eq!(code, 2, "some rows were rejected");
     assert!(
         stdout.contains("2 added, 0 updated, 0 unchanged, 2 rejected"),
@@ -720,14 +716,7 @@ async fn subscribers_can_be_added_imported_listed_exported_and_removed() {
         stderr.contains("list.csv:4: no digest named \"monthly\""),
         "{stderr}"
     );
-    let (_, stdout, _) = env
-        .run(&[
-            "subscribers",
-            "import",
-            file.to_str().unwrap(),
-            "--confirmed",
-        ])
-        .await;
+    let (_, stdout, _) = import_csv(&env, "list.csv", list).await;
     assert!(
         stdout.contains("0 added, 0 updated, 2 unchanged, 2 rejected"),
         "importing twice changes nothing: {stdout}"
@@ -784,6 +773,25 @@ async fn preview_writes_the_next_issue_without_touching_the_ledger() {
     let (_, stdout, _) = env.run(&["digest", "status", "weekly"]).await;
     assert!(stdout.contains("no issue yet"), "{stdout}");
     assert_eq!(sink.accepted(), 0);
+
+    // Once the posts have gone out, the next preview says the period would be skipped.
+    let (code, stdout, stderr) = env.run(&["digest", "send", "weekly", "--force"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = env
+        .run(&[
+            "digest",
+            "preview",
+            "weekly",
+            "--out-dir",
+            out.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("0 posts since the last issue"), "{stdout}");
+    assert!(
+        stdout.contains("a send now would skip this period"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test]
@@ -887,16 +895,8 @@ async fn an_import_merges_repeats_and_known_addresses() {
         ])
         .await;
     assert_eq!(code, 0);
-    let file = env.dir.path().join("merge.csv");
-    std::fs::write(&file, "Ana@Example.org,Ana,weekly\nana@example.org,,daily\nKNOWN@example.org,Kay,weekly\nnew@example.org,,\n").unwrap();
-    let (code, stdout, stderr) = env
-        .run(&[
-            "subscribers",
-            "import",
-            file.to_str().unwrap(),
-            "--confirmed",
-        ])
-        .await;
+    let merge = "Ana@Example.org,Ana,weekly\nana@example.org,,daily\nKNOWN@example.org,Kay,weekly\nnew@example.org,,\n";
+    let (code, stdout, stderr) = import_csv(&env, "merge.csv", merge).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("2 added, 2 updated, 0 unchanged, 0 rejected"),

@@ -148,31 +148,18 @@ async fn feeds_are_served_with_etags_and_304s() {
         );
         let last_modified = h["last-modified"].to_str().unwrap().to_owned();
         assert!(!first.bytes().await.unwrap().is_empty());
+        let conditional = |name: &str, value: &str| app.client.get(&url).header(name, value).send();
 
-        let again = app
-            .client
-            .get(&url)
-            .header("If-None-Match", &etag)
-            .send()
-            .await
-            .unwrap();
+        let again = conditional("If-None-Match", &etag).await.unwrap();
         assert_eq!(again.status(), 304);
         assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
         assert!(again.bytes().await.unwrap().is_empty(), "304 has no body");
 
-        let by_date = app
-            .client
-            .get(&url)
-            .header("If-Modified-Since", &last_modified)
-            .send()
+        let by_date = conditional("If-Modified-Since", &last_modified)
             .await
             .unwrap();
         assert_eq!(by_date.status(), 304);
-        let stale = app
-            .client
-            .get(&url)
-            .header("If-None-Match", "\"something-else\"")
-            .send()
+        let stale = conditional("If-None-Match", "\"something-else\"")
             .await
             .unwrap();
         assert_eq!(stale.status(), 200);
