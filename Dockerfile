@@ -9,7 +9,11 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
+# --cfg ammonia_unstable (linear HTML serialization, see src/ingest/html.rs)
+COPY .cargo ./.cargo
 COPY src ./src
+# The built-in templates are embedded in the binary (include_str!).
+COPY templates ./templates
 COPY tests ./tests
 COPY benches ./benches
 RUN cargo build --release --locked --bin herald

@@ -81,7 +81,8 @@ pub enum SubscribersCommand {
         #[arg(long)]
         confirmed: bool,
     },
-    /// Import subscribers from a CSV file with columns email,name,digests
+    /// Import subscribers from a CSV file with columns email,name,digests (a fourth,
+    /// status, as `export` writes it, is ignored)
     Import {
         file: PathBuf,
         /// Mark imported addresses confirmed; otherwise pending
@@ -96,8 +97,13 @@ pub enum SubscribersCommand {
     },
     /// Delete a subscriber and their delivery history
     Remove { email: String },
-    /// Write all subscribers as CSV to standard output
-    Export,
+    /// Write all subscribers as CSV (email,name,digests,status) to standard output
+    Export {
+        /// Make the file safe to open in a spreadsheet: a cell that starts with = + - @
+        /// gets a leading ' (the plain export round-trips exactly; this one does not)
+        #[arg(long)]
+        spreadsheet: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,7 +39,7 @@ pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
             write_run(&mut out, &name, &run)?;
             if run.counts.failed > 0
                 || run.counts.deferred > 0
-                || run.report.is_some_and(|r| r.interrupted)
+                || run.report.as_ref().is_some_and(|r| r.interrupted)
             {
                 outcome = Outcome::Partial;
             }
@@ -133,7 +133,7 @@ fn write_run(out: &mut impl Write, name: &str, run: &DigestRun) -> std::io::Resu
         writeln!(out, "subject: {}", issue.subject)?;
         writeln!(out, "{} deliveries queued", run.queued)?;
     }
-    match run.report {
+    match &run.report {
         Some(r) => writeln!(
             out,
             "this run: {} sent, {} deferred, {} failed{}{}",
@@ -152,6 +152,12 @@ fn write_run(out: &mut impl Write, name: &str, run: &DigestRun) -> std::io::Resu
             }
         )?,
         None => writeln!(out, "already sent: nothing new to send")?,
+    }
+    for (reason, count) in run.report.iter().flat_map(|r| &r.reasons) {
+        writeln!(out, "  {count} \u{d7} {reason}")?;
+    }
+    if let Some(note) = &run.size_note {
+        writeln!(out, "note: {note}")?;
     }
     writeln!(
         out,

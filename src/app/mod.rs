@@ -80,8 +80,17 @@ async fn open(config: Config) -> Result<Herald> {
 }
 
 fn check_config(config: &Config) -> Result<Outcome> {
-    // Templates are part of the configuration: render each digest's against a sample.
     let mut problems = Vec::new();
+    // Secrets are configuration too, from the environment.
+    match config::Secrets::from_env().check() {
+        Ok(warnings) => {
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Err(e) => problems.push(format!("environment: {e}")),
+    }
+    // Templates are part of the configuration: render each digest's against a sample.
     for (i, digest) in config.digests.iter().enumerate() {
         let checked = Templates::load(&config.templates.dir, &[digest.template.as_str()])
             .and_then(|templates| check_templates(&templates, &config.site, digest));
@@ -98,7 +107,7 @@ fn check_config(config: &Config) -> Result<Outcome> {
             eprintln!("{problem}");
         }
         bail!(
-            "{}: {} template problem{}",
+            "{}: {} problem{} (templates, secrets)",
             config.file.display(),
             problems.len(),
             if problems.len() == 1 { "" } else { "s" }

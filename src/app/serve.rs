@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 use tokio_cron_scheduler::{Job, JobScheduler};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Outcome, open, write_enrich_report, write_feed_report, write_poll_report};
 use crate::config::Config;
 use crate::deliver::sender::stopped;
 use crate::http::{self, AppState};
-use crate::pipeline::{DigestRun, DigestWhen, EnrichScope};
+use crate::pipeline::{DigestRun, DigestWhen, EnrichScope, Herald};
 
 /// How often the daemon looks at what is due. The decision itself is made by the
 /// schedules (croner, in each digest's time zone) against the store, never by this tick.
@@ -29,6 +29,14 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     info!(addr = %listener.local_addr().unwrap_or(addr), "serving");
+    let metrics_listener = match herald.config.http.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (http.metrics_listen)"))?,
+        ),
+        None => None,
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -40,18 +48,29 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
     let server = tokio::spawn(http::serve(listener, state.clone(), async move {
         stopped(&mut http_stop).await
     }));
+    let metrics_server = metrics_listener.map(|listener| {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(http::server::serve(
+            listener,
+            http::metrics_router(state.clone()),
+            http::server::Limits::default(),
+            async move { stopped(&mut stop).await },
+        ))
+    });
 
-    // tokio-cron-scheduler only wakes the loop; a tick that arrives while one is running
-    // is dropped, so work never overlaps.
-    let (tick_tx, mut ticks) = mpsc::channel::<()>(1);
+    // tokio-cron-scheduler only wakes the loops; a tick that arrives while a loop is
+    // still busy is dropped, so its rounds never overlap.
+    let (poll_tx, poll_ticks) = mpsc::channel::<()>(1);
+    let (send_tx, send_ticks) = mpsc::channel::<()>(1);
     let scheduler = JobScheduler::new()
         .await
         .context("cannot start the scheduler")?;
-    let tx = tick_tx.clone();
+    let (p, s) = (poll_tx.clone(), send_tx.clone());
     let job = Job::new_async(TICK, move |_, _| {
-        let tx = tx.clone();
+        let (p, s) = (p.clone(), s.clone());
         Box::pin(async move {
-            let _ = tx.try_send(());
+            let _ = p.try_send(());
+            let _ = s.try_send(());
         })
     })
     .context("cannot create the tick job")?;
@@ -63,19 +82,20 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
         .start()
         .await
         .context("cannot start the scheduler")?;
-    let _ = tick_tx.try_send(()); // the first round right away
+    // The first rounds right away.
+    let _ = poll_tx.try_send(());
+    let _ = send_tx.try_send(());
 
-    let mut stop = stop_rx.clone();
-    loop {
-        tokio::select! {
-            Some(()) = ticks.recv() => {
-                herald.tick(stop_rx.clone()).await;
-                // Also picks up feeds written by `herald feed write` from another process.
-                state.reload_feeds();
-            }
-            () = stopped(&mut stop) => break,
-        }
-    }
+    let polling = tokio::spawn(poll_loop(
+        herald.clone(),
+        state.clone(),
+        poll_ticks,
+        stop_rx.clone(),
+    ));
+    let sending = tokio::spawn(send_loop(herald.clone(), send_ticks, stop_rx.clone()));
+    let _ = polling.await;
+    let _ = sending.await;
+
     let mut scheduler = scheduler;
     let _ = scheduler.shutdown().await;
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
@@ -84,9 +104,62 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
         Ok(Err(e)) => warn!(error = %e, "the HTTP server task failed"),
         Err(_) => warn!("requests still running after the grace period were cut off"),
     }
+    if let Some(metrics) = metrics_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), metrics).await;
+    }
     herald.close().await;
     info!("stopped");
     Ok(Outcome::Success)
+}
+
+/// Polls, enriches and rewrites the feeds on every tick, until the stop signal. A round
+/// runs as its own task: a panic in it is logged and the next round comes as usual.
+async fn poll_loop(
+    herald: Herald,
+    state: AppState,
+    mut ticks: mpsc::Receiver<()>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            Some(()) = ticks.recv() => {
+                let h = herald.clone();
+                match tokio::spawn(async move { h.poll_tick().await }).await {
+                    Ok(report) => {
+                        if report.poll.changed() || report.enriched.is_some() {
+                            state.content_changed();
+                        }
+                    }
+                    Err(e) => error!(error = %e, "a poll round crashed; the next one runs as usual"),
+                }
+                // Also picks up feeds written by `herald feed write` from another process.
+                state.reload_feeds();
+            }
+            () = stopped(&mut stopping) => return,
+        }
+    }
+}
+
+/// Sends the outbox, retries and due digests on every tick, until the stop signal (which
+/// also stops a send in progress after the messages in flight).
+async fn send_loop(herald: Herald, mut ticks: mpsc::Receiver<()>, stop: watch::Receiver<bool>) {
+    let mut stopping = stop.clone();
+    loop {
+        tokio::select! {
+            Some(()) = ticks.recv() => {
+                let h = herald.clone();
+                let shutdown = stop.clone();
+                if let Err(e) = tokio::spawn(async move { h.send_tick(shutdown).await }).await {
+                    error!(error = %e, "a send round crashed; what was not sent stays queued");
+                }
+                if *stop.borrow() {
+                    return;
+                }
+            }
+            () = stopped(&mut stopping) => return,
+        }
+    }
 }
 
 /// One pass of everything now: poll, enrich, write the feeds, finish interrupted sends,
@@ -107,6 +180,15 @@ pub async fn run(config: Config, digest: Option<String>) -> Result<Outcome> {
     let files = herald.write_feeds(None).await?;
     write_feed_report(&mut out, &files)?;
 
+    let outbox = herald.send_outbox().await?;
+    if outbox.deferred + outbox.failed > 0 {
+        writeln!(
+            out,
+            "outbox: {} sent, {} deferred, {} failed",
+            outbox.sent, outbox.deferred, outbox.failed
+        )?;
+        outcome = Outcome::Partial;
+    }
     let mut runs: Vec<(String, DigestRun)> = Vec::new();
     for run in herald.resume_sending(stop.clone()).await? {
         runs.push((run.issue.digest.clone(), run));
@@ -133,7 +215,7 @@ pub async fn run(config: Config, digest: Option<String>) -> Result<Outcome> {
         writeln!(out, "digests: none due")?;
     }
     for (name, run) in &runs {
-        let r = run.report.unwrap_or_default();
+        let r = run.report.clone().unwrap_or_default();
         writeln!(
             out,
             "digest {name}: issue #{} ({}), {} post{}: {} sent, {} deferred, {} failed this run",

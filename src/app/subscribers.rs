@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use super::{Outcome, open};
 use crate::cli::SubscribersCommand;
 use crate::config::Config;
-use crate::domain::{SubscriberEmail, SubscriberStatus};
+use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, shorten};
 use crate::store::{AddOutcome, ImportRow};
 
 pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
@@ -28,6 +28,10 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
             confirmed,
         } => {
             let email = SubscriberEmail::parse(&email).map_err(anyhow::Error::msg)?;
+            let name = match name {
+                Some(n) => SubscriberName::parse(&n).map_err(anyhow::Error::msg)?,
+                None => None,
+            };
             let digests = check_digests(digests, &known).map_err(anyhow::Error::msg)?;
             let status = if confirmed {
                 SubscriberStatus::Confirmed
@@ -36,7 +40,13 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
             };
             let result = herald
                 .store
-                .add_subscriber(&email, name.as_deref(), &digests, status, now)
+                .add_subscriber(
+                    &email,
+                    name.as_ref().map(SubscriberName::as_str),
+                    &digests,
+                    status,
+                    now,
+                )
                 .await?;
             let subscriber = herald
                 .store
@@ -58,9 +68,9 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
             Outcome::Success
         }
         SubscribersCommand::Import { file, confirmed } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let (rows, problems) = parse_import(&text, &known);
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let (rows, problems) = parse_import(&bytes, &known);
             for (line, problem) in &problems {
                 eprintln!("{}:{line}: {problem}", file.display());
             }
@@ -88,6 +98,29 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
         }
         SubscribersCommand::List { json } => {
             let subscribers = herald.store.subscribers().await?;
+            // Rows stored before today's rules: listed, flagged, never fatal.
+            let failing: Vec<(String, String)> = subscribers
+                .iter()
+                .filter_map(|s| {
+                    let problem = s.email.check().err().or_else(|| {
+                        s.name
+                            .as_deref()
+                            .and_then(|n| SubscriberName::check_stored(n).err())
+                    })?;
+                    Some((s.email.masked(), problem))
+                })
+                .collect();
+            for (who, problem) in failing.iter().take(20) {
+                eprintln!(
+                    "warning: subscriber {who}: {problem} (their deliveries fail until it is corrected)"
+                );
+            }
+            if failing.len() > 20 {
+                eprintln!(
+                    "warning: {} more subscribers fail today's rules",
+                    failing.len() - 20
+                );
+            }
             if json {
                 serde_json::to_writer_pretty(&mut out, &subscribers)?;
                 writeln!(out)?;
@@ -99,7 +132,10 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
                         s.id,
                         s.status.as_str(),
                         s.email,
-                        s.name.as_deref().unwrap_or("-"),
+                        shorten(
+                            &s.name.as_deref().unwrap_or("-").escape_debug().to_string(),
+                            40
+                        ),
                         s.digests.join(",")
                     )?;
                 }
@@ -114,18 +150,25 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
             writeln!(out, "removed: {email}")?;
             Outcome::Success
         }
-        SubscribersCommand::Export => {
-            writeln!(out, "email,name,digests,status")?;
+        SubscribersCommand::Export { spreadsheet } => {
+            let mut writer = csv::Writer::from_writer(&mut out);
+            writer.write_record(["email", "name", "digests", "status"])?;
+            let cell = |s: &str| -> String {
+                if spreadsheet {
+                    spreadsheet_safe(s)
+                } else {
+                    s.to_owned()
+                }
+            };
             for s in herald.store.subscribers().await? {
-                writeln!(
-                    out,
-                    "{},{},{},{}",
-                    csv_field(s.email.as_str()),
-                    csv_field(s.name.as_deref().unwrap_or("")),
-                    csv_field(&s.digests.join(";")),
-                    s.status.as_str()
-                )?;
+                writer.write_record([
+                    cell(s.email.as_str()),
+                    cell(s.name.as_deref().unwrap_or("")),
+                    cell(&s.digests.join(";")),
+                    s.status.as_str().to_owned(),
+                ])?;
             }
+            writer.flush()?;
             Outcome::Success
         }
     };
@@ -149,52 +192,83 @@ fn check_digests(wanted: Vec<String>, known: &[String]) -> Result<Vec<String>, S
     Ok(wanted)
 }
 
-/// Parses an import file: columns email,name,digests (digests separated by `;`, `|` or
-/// spaces; empty means all digests). A header row is skipped. Returns the good rows and,
-/// for each bad one, its line number and what is wrong with it.
-pub fn parse_import(text: &str, known: &[String]) -> (Vec<ImportRow>, Vec<(usize, String)>) {
+/// Parses an import file (CSV, RFC 4180 quoting, fields may hold line breaks): columns
+/// email,name,digests (digests separated by `;`, `|` or spaces; empty means all digests)
+/// and an optional fourth, status, which is ignored (so that an export imports back). A
+/// header row and `#` comment lines are skipped. Returns the good rows and, for each bad
+/// one, its line number and what is wrong with it (bad input is quoted shortened).
+pub fn parse_import(bytes: &[u8], known: &[String]) -> (Vec<ImportRow>, Vec<(u64, String)>) {
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let number = i + 1;
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let fields = match split_csv_line(line) {
-            Ok(f) => f,
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .from_reader(bytes);
+    let mut first = true;
+    for record in reader.byte_records() {
+        let record = match record {
+            Ok(r) => r,
             Err(e) => {
-                problems.push((number, e));
+                let line = e.position().map_or(0, |p| p.line());
+                problems.push((line, format!("not readable as CSV: {e}")));
                 continue;
             }
         };
-        if number == 1
+        let line = record.position().map_or(0, |p| p.line());
+        let mut fields = Vec::with_capacity(record.len());
+        let mut bad_encoding = None;
+        for (i, field) in record.iter().enumerate() {
+            match std::str::from_utf8(field) {
+                Ok(f) => fields.push(f),
+                Err(_) => {
+                    bad_encoding = Some(i + 1);
+                    break;
+                }
+            }
+        }
+        let is_first = std::mem::take(&mut first);
+        if let Some(column) = bad_encoding {
+            problems.push((
+                line,
+                format!("column {column} is not UTF-8 text; save the file as UTF-8"),
+            ));
+            continue;
+        }
+        if fields.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if is_first
             && fields
                 .first()
                 .is_some_and(|f| f.trim().eq_ignore_ascii_case("email"))
         {
             continue;
         }
-        if fields.len() > 3 {
+        if fields.len() > 4 {
             problems.push((
-                number,
+                line,
                 format!(
-                    "expected at most 3 columns (email,name,digests), found {}",
+                    "expected at most 4 columns (email,name,digests,status), found {}",
                     fields.len()
                 ),
             ));
             continue;
         }
-        let email = match SubscriberEmail::parse(fields.first().map_or("", String::as_str)) {
+        let email = match SubscriberEmail::parse(fields.first().copied().unwrap_or("")) {
             Ok(e) => e,
             Err(e) => {
-                problems.push((number, e));
+                problems.push((line, e));
                 continue;
             }
         };
-        let name = fields
-            .get(1)
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty());
+        let name = match SubscriberName::parse(fields.get(1).copied().unwrap_or("")) {
+            Ok(name) => name.map(SubscriberName::into_string),
+            Err(e) => {
+                problems.push((line, e));
+                continue;
+            }
+        };
         let digests: Vec<String> = fields
             .get(2)
             .map(|d| {
@@ -207,51 +281,18 @@ pub fn parse_import(text: &str, known: &[String]) -> (Vec<ImportRow>, Vec<(usize
             .unwrap_or_default();
         match check_digests(digests, known) {
             Ok(digests) => rows.push((email, name, digests)),
-            Err(e) => problems.push((number, e)),
+            Err(e) => problems.push((line, shorten(&e, 200))),
         }
     }
     (rows, problems)
 }
 
-/// One CSV line (RFC 4180 quoting; no line breaks inside fields).
-fn split_csv_line(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (false, '"') if at_start => {
-                quoted = true;
-                at_start = false;
-            }
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (false, ',') => {
-                fields.push(std::mem::take(&mut field));
-                at_start = true;
-            }
-            (_, c) => {
-                field.push(c);
-                at_start = false;
-            }
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
-/// A CSV field, quoted when it needs to be.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+/// A cell a spreadsheet will not run as a formula: a leading `= + - @` (or a tab or
+/// carriage return, which some strip first) gets a `'` before it (OWASP's advice on CSV
+/// injection).
+fn spreadsheet_safe(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
     } else {
         s.to_owned()
     }
@@ -262,23 +303,73 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_quoted_csv_fields() {
-        assert_eq!(
-            split_csv_line(r#"a@b.org,"Smith, Ana","weekly;daily""#).unwrap(),
-            vec!["a@b.org", "Smith, Ana", "weekly;daily"]
+    fn parses_quoted_csv_fields_with_commas_quotes_and_line_breaks() {
+        let known = vec!["weekly".to_string()];
+        let (rows, problems) = parse_import(
+            b"a@b.org,\"Smith, Ana\",weekly\nc@d.org,\"say \"\"hi\"\"\",\n",
+            &known,
         );
-        assert_eq!(
-            split_csv_line(r#""say ""hi""",x"#).unwrap(),
-            vec!["say \"hi\"", "x"]
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(rows[0].1.as_deref(), Some("Smith, Ana"));
+        assert_eq!(rows[1].1.as_deref(), Some("say \"hi\""));
+        let (_, problems) = parse_import(b"e@f.org,\"two\nlines\",\n", &known);
+        assert!(problems[0].1.contains("control characters"), "{problems:?}");
+    }
+
+    #[test]
+    fn bad_encoding_crlf_names_and_huge_rows_fail_alone_with_their_line() {
+        let known = vec!["weekly".to_string()];
+        let mut file =
+            b"email,name,digests\nana@example.org,Ana,\nbob@example.org,Bj\xf6rn,\n".to_vec();
+        file.extend_from_slice(b"mal@example.org,\"Mallory\r\nBcc: x@evil.org\",\n");
+        file.extend_from_slice(format!("{}@example.org,,\n", "x".repeat(20_000_000)).as_bytes());
+        file.extend_from_slice(b"dee@example.org,Dee,weekly\n");
+        let (rows, problems) = parse_import(&file, &known);
+        let emails: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(emails, vec!["ana@example.org", "dee@example.org"]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems[0].0, 3);
+        assert!(problems[0].1.contains("not UTF-8"), "{}", problems[0].1);
+        assert_eq!(problems[1].0, 4);
+        assert!(problems[1].1.contains("control characters"));
+        assert_eq!(problems[2].0, 6);
+        assert!(
+            problems[2].1.len() < 300,
+            "a huge row is not echoed in full"
         );
-        assert!(split_csv_line(r#""open"#).is_err());
+    }
+
+    #[test]
+    fn the_export_format_imports_back() {
+        let known = vec!["weekly".to_string(), "daily".to_string()];
+        let mut out = Vec::new();
+        {
+            let mut w = csv::Writer::from_writer(&mut out);
+            w.write_record(["email", "name", "digests", "status"])
+                .unwrap();
+            w.write_record([
+                "=a@b.org",
+                "\"Quoted\", =SUM(A1)",
+                "weekly;daily",
+                "confirmed",
+            ])
+            .unwrap();
+        }
+        let (rows, problems) = parse_import(&out, &known);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(rows[0].0.as_str(), "=a@b.org");
+        assert_eq!(rows[0].1.as_deref(), Some("\"Quoted\", =SUM(A1)"));
+        assert_eq!(rows[0].2, known);
+        assert_eq!(spreadsheet_safe("=SUM(A1)"), "'=SUM(A1)");
+        assert_eq!(spreadsheet_safe("@x"), "'@x");
+        assert_eq!(spreadsheet_safe("Ana"), "Ana");
     }
 
     #[test]
     fn reports_bad_rows_with_their_line_and_keeps_the_rest() {
         let known = vec!["weekly".to_string(), "daily".to_string()];
         let text = "email,name,digests\nana@example.org,Ana,weekly\nnot-an-address,Bob,\ncarl@example.org,,monthly\ndee@example.org,\"Dee, D\",\n";
-        let (rows, problems) = parse_import(text, &known);
+        let (rows, problems) = parse_import(text.as_bytes(), &known);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].2, vec!["weekly"]);
         assert_eq!(rows[1].1.as_deref(), Some("Dee, D"));

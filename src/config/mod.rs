@@ -197,13 +197,15 @@ pub struct SmtpConfig {
     pub rate: f64,
     pub timeout: Duration,
     pub retry_attempts: u32,
+    /// Largest message herald builds, in bytes; a relay's smaller `SIZE` wins.
+    pub max_message_size: u64,
 }
 
 /// A parsed `smtp.url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmtpTransport {
-    /// `file://DIR`: one `.eml` per message, nothing leaves the machine.
-    File(PathBuf),
+    /// `file://DIR`: a folder that gets one `.eml` per message; nothing leaves the machine.
+    Folder(PathBuf),
     /// `smtp://host:port` (STARTTLS per `tls`) or `smtps://host:port` (implicit TLS).
     Smtp {
         host: String,
@@ -279,6 +281,64 @@ impl Schedule {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// How long a confirmation link works.
+    pub confirm_ttl: Duration,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// A separate address for `/metrics` (then the main listener does not serve it).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is one host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: std::net::IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "\"{s}\" is not an IP network (e.g. \"10.0.0.0/8\", \"127.0.0.1\", \"::1/128\")"
+            )
+        };
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `[templates]`: where operator overrides of the built-in templates live.
@@ -294,6 +354,22 @@ pub struct Secrets {
     pub smtp_password: Option<String>,
     /// `HERALD_SECRET`: key for signing unsubscribe and confirm tokens.
     pub signing_secret: Option<String>,
+    /// `HERALD_SECRET_PREVIOUS`: a secret herald signed with before, still accepted when
+    /// checking links (so that mailed links survive a rotation), never used to sign.
+    pub previous_secret: Option<String>,
+    /// `HERALD_METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <it>`.
+    pub metrics_token: Option<String>,
+}
+
+/// A secret from the environment that herald refuses.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{name} is refused: {reason}; {}",
+    crate::domain::token::HOW_TO_GENERATE
+)]
+pub struct WeakSecret {
+    pub name: &'static str,
+    pub reason: String,
 }
 
 impl Secrets {
@@ -302,7 +378,50 @@ impl Secrets {
         Self {
             smtp_password: read("HERALD_SMTP_PASSWORD"),
             signing_secret: read("HERALD_SECRET"),
+            previous_secret: read("HERALD_SECRET_PREVIOUS"),
+            metrics_token: read("HERALD_METRICS_TOKEN"),
         }
+    }
+
+    /// Refuses a signing secret anyone could guess (short, a documented example, hardly
+    /// random) and a previous secret that is a documented example. Returns warnings for
+    /// what is accepted but should change.
+    pub fn check(&self) -> Result<Vec<String>, WeakSecret> {
+        use crate::domain::token::{is_known_secret, weak_secret};
+        let mut warnings = Vec::new();
+        if let Some(secret) = &self.signing_secret
+            && let Some(reason) = weak_secret(secret)
+        {
+            return Err(WeakSecret {
+                name: "HERALD_SECRET",
+                reason,
+            });
+        }
+        if let Some(previous) = &self.previous_secret {
+            if is_known_secret(previous) {
+                return Err(WeakSecret {
+                    name: "HERALD_SECRET_PREVIOUS",
+                    reason: "it is a well-known example value, so anyone could sign links that herald would accept; remove it (links signed with it stop working)".into(),
+                });
+            }
+            if self.signing_secret.is_none() {
+                warnings.push("HERALD_SECRET_PREVIOUS is set without HERALD_SECRET: it is only used to check links, never to sign them".into());
+            } else if weak_secret(previous).is_some() {
+                warnings.push("HERALD_SECRET_PREVIOUS is weak: remove it once the mail signed with it has aged out".into());
+            }
+        }
+        if let Some(token) = &self.metrics_token
+            && token.chars().count() < 16
+        {
+            return Err(WeakSecret {
+                name: "HERALD_METRICS_TOKEN",
+                reason: format!(
+                    "it is {} characters long; it must be at least 16",
+                    token.chars().count()
+                ),
+            });
+        }
+        Ok(warnings)
     }
 }
 
@@ -312,17 +431,37 @@ impl fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("smtp_password", &shown(&self.smtp_password))
             .field("signing_secret", &shown(&self.signing_secret))
+            .field("previous_secret", &shown(&self.previous_secret))
+            .field("metrics_token", &shown(&self.metrics_token))
             .finish()
     }
 }
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text, path)
+    match std::str::from_utf8(&bytes) {
+        Ok(text) => parse(text, path),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            let file = path.display().to_string();
+            let mut p = Problems::new(&file, "");
+            p.at_line(
+                line,
+                "",
+                format!(
+                    "the file is not UTF-8 (byte 0x{:02X} at column {column}); save it as UTF-8",
+                    bytes[e.valid_up_to()]
+                ),
+            );
+            Err(Error::Invalid(p.into_sorted()))
+        }
+    }
 }
 
 /// Validates config text; `path` is used in messages and recorded in the result.
@@ -391,9 +530,21 @@ fn read_config(root: &mut TableReader<'_, '_>, p: &mut Problems, path: &Path) ->
     t.finish(p);
 
     let mut t = section(root, p, "feed", &empty);
-    let feed = site
-        .as_ref()
-        .and_then(|site| read_feed(&mut t, p, site, &source_lines));
+    let feed = match site.as_ref() {
+        Some(site) => read_feed(&mut t, p, site, &source_lines),
+        None => {
+            // Read the section anyway, so that a bad [site] does not make every key
+            // here look unknown; what it yields is discarded.
+            let stand_in = SiteConfig {
+                title: String::new(),
+                base_url: Url::parse("http://site.invalid/")
+                    .unwrap_or_else(|_| unreachable!("a valid URL")),
+                language: "en".into(),
+            };
+            let _ = read_feed(&mut t, p, &stand_in, &source_lines);
+            None
+        }
+    };
     t.finish(p);
 
     let mut t = section(root, p, "smtp", &empty);
@@ -615,7 +766,7 @@ fn read_smtp(
     let transport = match t.parsed(p, "url", parse_smtp_url) {
         Some(u) => Some(u.value),
         None if t.has("url") => None,
-        None => Some(SmtpTransport::File(PathBuf::from("outbox"))),
+        None => Some(SmtpTransport::Folder(PathBuf::from("outbox"))),
     };
     let tls = t.parsed(p, "tls", |s| match s {
         "required" => Ok(SmtpTls::Required),
@@ -642,6 +793,18 @@ fn read_smtp(
     let rate = t.number(p, "rate", 0.001..=100_000.0).unwrap_or(50.0);
     let timeout = positive(t, p, "timeout").unwrap_or(Duration::from_secs(30));
     let retry_attempts = t.integer(p, "retry_attempts", 0..=50).unwrap_or(5) as u32;
+    let max_message_size = match t.size(p, "max_message_size") {
+        Some(n) if n < 64 * 1024 => {
+            p.at(
+                &t.span_of("max_message_size").unwrap_or_default(),
+                t.key("max_message_size"),
+                format!("{n} bytes is too small for a digest; use at least \"64KiB\""),
+            );
+            None
+        }
+        Some(n) => Some(n),
+        None => Some(10 * 1024 * 1024),
+    };
     let mut transport = transport?;
     if let (SmtpTransport::Smtp { tls: current, .. }, Some(tls)) = (&mut transport, tls) {
         if *current == SmtpTls::Implicit {
@@ -664,6 +827,7 @@ fn read_smtp(
         rate,
         timeout,
         retry_attempts,
+        max_message_size: max_message_size?,
     })
 }
 
@@ -731,16 +895,40 @@ fn read_http(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<HttpConfig
         "secret",
         "the signing secret is a secret: set HERALD_SECRET in the environment instead",
     );
-    let listen = match t.parsed(p, "listen", |s| {
+    let socket = |s: &str| {
         s.parse::<SocketAddr>().map_err(|_| {
             format!("\"{s}\" is not an address to listen on (e.g. \"127.0.0.1:8080\")")
         })
-    }) {
-        Some(l) => l.value,
-        None if t.has("listen") => return None,
-        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
     };
-    Some(HttpConfig { listen })
+    let listen = match t.parsed(p, "listen", socket) {
+        Some(l) => Some(l.value),
+        None if t.has("listen") => None,
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    };
+    let metrics_listen = t.parsed(p, "metrics_listen", socket).map(|l| l.value);
+    let confirm_ttl = positive(t, p, "confirm_ttl").unwrap_or(Duration::from_secs(7 * 86_400));
+    let mut trusted_proxies = Vec::new();
+    for item in t.strings(p, "trusted_proxies").unwrap_or_default() {
+        match IpNet::parse(&item.value) {
+            Ok(net) => trusted_proxies.push(net),
+            Err(message) => p.at(&item.span, &item.key, message),
+        }
+    }
+    if let (Some(main), Some(metrics)) = (listen, metrics_listen)
+        && main == metrics
+    {
+        p.at(
+            &t.span_of("metrics_listen").unwrap_or_default(),
+            t.key("metrics_listen"),
+            "must differ from http.listen (leave it out to serve /metrics there)",
+        );
+    }
+    Some(HttpConfig {
+        listen: listen?,
+        confirm_ttl,
+        trusted_proxies,
+        metrics_listen,
+    })
 }
 
 /// Reports a `name` already used by an earlier table of the same array.
@@ -907,7 +1095,7 @@ fn parse_smtp_url(s: &str) -> Result<SmtpTransport, String> {
             if dir.is_empty() || dir == "/" {
                 return Err(format!("\"{s}\" names no folder (e.g. \"file://outbox\")"));
             }
-            Ok(SmtpTransport::File(PathBuf::from(dir)))
+            Ok(SmtpTransport::Folder(PathBuf::from(dir)))
         }
         scheme @ ("smtp" | "smtps") => {
             let host = url
@@ -1023,7 +1211,7 @@ mod tests {
         assert_eq!(c.ingest.max_body, 10 << 20);
         assert_eq!(
             c.smtp.transport,
-            SmtpTransport::File(PathBuf::from("outbox"))
+            SmtpTransport::Folder(PathBuf::from("outbox"))
         );
         assert_eq!(c.feed.rss_url.as_str(), "https://example.org/feed.xml");
         assert_eq!(c.enrich.summary_words, 60);
@@ -1091,10 +1279,104 @@ mod tests {
     fn secrets_debug_never_shows_values() {
         let s = Secrets {
             smtp_password: Some("hunter2".into()),
-            signing_secret: None,
+            metrics_token: Some("metrics-token-hunter3".into()),
+            ..Secrets::default()
         };
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && shown.contains("<set>"));
+        assert!(!shown.contains("hunter") && shown.contains("<set>"));
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_with_how_to_make_one() {
+        let with = |secret: &str| Secrets {
+            signing_secret: Some(secret.into()),
+            ..Secrets::default()
+        };
+        for weak in ["change-me", "short-secret", &"a".repeat(40)] {
+            let err = with(weak).check().unwrap_err().to_string();
+            assert!(err.starts_with("HERALD_SECRET is refused"), "{err}");
+            assert!(err.contains("openssl rand"), "{err}");
+        }
+        assert!(
+            with("u7Qm2rX9vB4kLp0sT6wYc1Zf8Hn3Jd5A")
+                .check()
+                .unwrap()
+                .is_empty()
+        );
+        let previous = Secrets {
+            signing_secret: Some("u7Qm2rX9vB4kLp0sT6wYc1Zf8Hn3Jd5A".into()),
+            previous_secret: Some("change-me".into()),
+            ..Secrets::default()
+        };
+        assert!(
+            previous
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("HERALD_SECRET_PREVIOUS")
+        );
+        let short_previous = Secrets {
+            previous_secret: Some("an-old-short-one".into()),
+            ..previous
+        };
+        assert_eq!(
+            short_previous.check().unwrap().len(),
+            1,
+            "accepted with a warning"
+        );
+    }
+
+    #[test]
+    fn a_non_utf8_config_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(
+            &path,
+            b"[site]\ntitle = \"Caf\xe9\"\nbase_url = \"https://e.org/\"\n",
+        )
+        .unwrap();
+        let err = load(&path).unwrap_err();
+        let problems = err.problems();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 2);
+        assert!(
+            problems[0].message.contains("not UTF-8"),
+            "{}",
+            problems[0].message
+        );
+    }
+
+    #[test]
+    fn a_bad_base_url_is_one_problem_not_a_list_of_unknown_keys() {
+        let got = problems(
+            "[site]\ntitle = \"t\"\nbase_url = \"ftp://x\"\n[feed]\ntitle = \"f\"\nmax_items = 10\nfull_content = true\n",
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("site.base_url"), "{got:?}");
+    }
+
+    #[test]
+    fn reads_http_safety_keys() {
+        let config = parse(
+            "[site]\ntitle = \"t\"\nbase_url = \"https://e.org/\"\n[http]\nconfirm_ttl = \"2d\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nmetrics_listen = \"127.0.0.1:9090\"\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.http.confirm_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(config.http.trusted_proxies.len(), 2);
+        assert!(config.http.trusted_proxies[0].contains("10.9.8.7".parse().unwrap()));
+        assert!(!config.http.trusted_proxies[0].contains("11.0.0.1".parse().unwrap()));
+        assert!(config.http.trusted_proxies[1].contains("::1".parse().unwrap()));
+        assert!(config.http.trusted_proxies[0].contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            config.http.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(config.smtp.max_message_size, 10 * 1024 * 1024);
+        let got = problems(
+            "[site]\ntitle = \"t\"\nbase_url = \"https://e.org/\"\n[http]\ntrusted_proxies = [\"10.0.0.0/40\"]\n",
+        );
+        assert!(got[0].contains("http.trusted_proxies[0]"), "{got:?}");
     }
 
     #[test]

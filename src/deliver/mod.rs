@@ -19,57 +19,165 @@ pub use message::MessageContext;
 pub use sender::{SendJob, SendReport, SendSettings, send_issue};
 pub use transport::Transport;
 
-/// Why a message could not be delivered, with the predicates that decide what happens next.
+/// Which step of sending a reply (or failure) came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Connecting, TLS, EHLO, AUTH.
+    Connect,
+    /// `MAIL FROM`: about our sender.
+    Mail,
+    /// `RCPT TO`: about the address.
+    Rcpt,
+    /// The `DATA` command.
+    Data,
+    /// The reply after the message content.
+    Content,
+    /// herald could not build or hand over the message (nothing was sent).
+    Local,
+}
+
+/// Who a refusal blames: the one classification of refusals (DESIGN, "Rules that every
+/// change keeps"), used wherever a reply decides what happens to a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The address does not exist or is disabled (5.1.x, 5.2.1, a bare 550/551/553 to
+    /// `RCPT`): counts towards bouncing the subscriber.
+    Recipient,
+    /// Temporary (4xx) or mailbox full (5.2.2): retried later, never a bounce.
+    Soft,
+    /// The message: too big (5.3.4, 5.2.3, 552 to the content), line too long or syntax
+    /// (500/501, 5.5.x), content (5.6.x, 554 to `DATA`).
+    Message,
+    /// A policy refusal (5.7.x).
+    Policy,
+    /// The relay or the way to it: connection, TLS, authentication, our sender refused.
+    Relay,
+    /// herald could not build the message for this subscriber.
+    Build,
+}
+
+/// An RFC 3463 enhanced status code, `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl Enhanced {
+    /// The enhanced code at the start of a reply's text ("5.1.1 No such user").
+    pub fn parse(text: &str) -> Option<Self> {
+        let word = text.split_whitespace().next()?;
+        let mut parts = word.splitn(3, '.');
+        let class: u8 = parts.next()?.parse().ok()?;
+        let subject: u16 = parts.next()?.parse().ok()?;
+        let detail: u16 = parts.next()?.parse().ok()?;
+        matches!(class, 2 | 4 | 5).then_some(Self(class, subject, detail))
+    }
+}
+
+/// Why a message could not be delivered, with the predicates that decide what happens
+/// next. Built from lettre's typed error (its code), never from its display text.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reply}")]
 pub struct SendError {
-    /// The server's reply, or what went wrong on the way.
+    /// The server's reply ("550 5.1.1 No such user"), or what went wrong on the way.
     pub reply: String,
-    permanent: bool,
+    /// The SMTP reply code, when there was a reply.
+    pub code: Option<u16>,
+    pub stage: Stage,
 }
 
 impl SendError {
-    pub fn transient(reply: impl Into<String>) -> Self {
+    /// A reply from the server to `stage`; `text` is the reply without its code.
+    pub fn reply(stage: Stage, code: u16, text: &str) -> Self {
+        let text = text.trim();
         Self {
-            reply: reply.into(),
-            permanent: false,
+            reply: format!("{code} {text}").trim().to_owned(),
+            code: Some(code),
+            stage,
         }
     }
 
-    pub fn permanent(reply: impl Into<String>) -> Self {
+    /// No reply: the connection, TLS, a timeout. Always temporary.
+    pub fn connection(reply: impl Into<String>) -> Self {
         Self {
             reply: reply.into(),
-            permanent: true,
+            code: None,
+            stage: Stage::Connect,
         }
     }
 
-    /// A 5xx reply: do not retry.
-    pub fn is_permanent(&self) -> bool {
-        self.permanent
+    /// herald could not build or write the message; never the recipient's fault.
+    pub fn local(reply: impl Into<String>, retry: bool) -> Self {
+        Self {
+            reply: reply.into(),
+            // A local failure worth retrying (a full disk) looks like a 4xx, a final one
+            // like a 5xx; `blame` tells them from the relay's.
+            code: Some(if retry { 451 } else { 550 }),
+            stage: Stage::Local,
+        }
     }
 
-    /// A 4xx reply or trouble with the connection: retry later.
+    /// The enhanced status code, if the reply has one.
+    pub fn enhanced(&self) -> Option<Enhanced> {
+        let text = self.reply.split_once(' ').map_or("", |(_, t)| t);
+        self.code.and(Enhanced::parse(text))
+    }
+
+    /// Who the failure blames.
+    pub fn blame(&self) -> Blame {
+        let Some(code) = self.code else {
+            return Blame::Relay;
+        };
+        if self.stage == Stage::Local {
+            return if code < 500 {
+                Blame::Soft
+            } else {
+                Blame::Build
+            };
+        }
+        if code < 500 {
+            return Blame::Soft;
+        }
+        if let Some(Enhanced(_, subject, detail)) = self.enhanced() {
+            return match (subject, detail) {
+                _ if self.stage == Stage::Mail && subject != 3 => Blame::Relay,
+                (1, 7 | 8) => Blame::Relay,
+                (1, _) | (2, 1) => Blame::Recipient,
+                (2, 2) => Blame::Soft,
+                (2, 3) | (3, _) | (5, _) | (6, _) => Blame::Message,
+                (7, _) => Blame::Policy,
+                _ => Blame::Relay,
+            };
+        }
+        match (self.stage, code) {
+            (Stage::Mail, 552) => Blame::Message,
+            (Stage::Rcpt, 550 | 551 | 553) => Blame::Recipient,
+            (Stage::Rcpt, 500 | 501 | 503 | 504) => Blame::Message,
+            (Stage::Rcpt, 552) => Blame::Soft,
+            (Stage::Data | Stage::Content, _) => Blame::Message,
+            _ => Blame::Relay,
+        }
+    }
+
+    /// Worth trying again later: a 4xx, mailbox full, trouble with the connection.
     pub fn is_transient(&self) -> bool {
-        !self.permanent
+        matches!(self.blame(), Blame::Soft) || self.code.is_none()
+    }
+
+    /// Final: trying again would get the same answer.
+    pub fn is_permanent(&self) -> bool {
+        !self.is_transient()
     }
 
     /// Whether the failure is about the recipient's address, so that it counts towards
-    /// bouncing the subscriber. A permanent reply counts unless its enhanced status code
-    /// (RFC 3463) blames the mail system (5.3), the protocol (5.5), the content (5.6) or a
-    /// policy (5.7): a relay that refuses our sender must not bounce every subscriber.
+    /// bouncing the subscriber. Size, syntax, policy, content and relay refusals never
+    /// do, and neither does a message herald could not build.
     pub fn indicts_recipient(&self) -> bool {
-        if !self.permanent {
-            return false;
-        }
-        let enhanced = self
-            .reply
-            .split_whitespace()
-            .nth(1)
-            .filter(|c| c.starts_with("5.") && c.len() >= 3);
-        !matches!(
-            enhanced.map(|c| &c[..3]),
-            Some("5.3" | "5.5" | "5.6" | "5.7")
-        )
+        self.blame() == Blame::Recipient
+    }
+
+    /// Whether the relay refused the message for a reason of its own (counted towards
+    /// "the relay refuses everything").
+    pub fn is_relay_refusal(&self) -> bool {
+        self.is_permanent() && matches!(self.blame(), Blame::Message | Blame::Policy | Blame::Relay)
     }
 }
 
@@ -85,4 +193,89 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(stage: Stage, reply: &str) -> SendError {
+        let (code, text) = reply.split_once(' ').unwrap_or((reply, ""));
+        SendError::reply(stage, code.parse().unwrap(), text)
+    }
+
+    #[test]
+    fn only_replies_about_the_address_count_towards_a_bounce() {
+        use Stage::*;
+        for (stage, reply) in [
+            (Rcpt, "550 5.1.1 No such user here"),
+            (Rcpt, "550 mailbox unavailable"),
+            (Rcpt, "553 mailbox name not allowed"),
+            (Content, "550 5.1.1 user unknown"),
+            (Rcpt, "550 5.2.1 mailbox disabled"),
+        ] {
+            assert!(at(stage, reply).indicts_recipient(), "{reply}");
+        }
+        for (stage, reply, blame) in [
+            (
+                Content,
+                "552 5.3.4 Message too big for system",
+                Blame::Message,
+            ),
+            (
+                Content,
+                "552 Message size exceeds fixed limit",
+                Blame::Message,
+            ),
+            (
+                Mail,
+                "552 5.3.4 Message size exceeds fixed limit",
+                Blame::Message,
+            ),
+            (Content, "500 Line too long", Blame::Message),
+            (Content, "500 5.5.0 Line too long", Blame::Message),
+            (Data, "554 Transaction failed", Blame::Message),
+            (
+                Content,
+                "554 5.6.0 Message content rejected",
+                Blame::Message,
+            ),
+            (Rcpt, "550 5.7.1 Sender rejected by policy", Blame::Policy),
+            (Mail, "550 5.1.0 Sender address rejected", Blame::Relay),
+            (Mail, "550 sender rejected", Blame::Relay),
+            (Rcpt, "552 5.2.2 Mailbox full", Blame::Soft),
+            (Rcpt, "451 4.7.1 Greylisted", Blame::Soft),
+            (Rcpt, "501 Syntax error in parameters", Blame::Message),
+            (Rcpt, "554 5.7.1 Relay access denied", Blame::Policy),
+        ] {
+            let e = at(stage, reply);
+            assert_eq!(e.blame(), blame, "{reply}");
+            assert!(!e.indicts_recipient(), "{reply}");
+        }
+        assert!(!SendError::local("cannot build the message", false).indicts_recipient());
+        assert_eq!(SendError::local("x", false).blame(), Blame::Build);
+        assert!(!SendError::connection("connection refused").indicts_recipient());
+    }
+
+    #[test]
+    fn mailbox_full_and_temporary_replies_are_retried_and_the_rest_is_final() {
+        assert!(at(Stage::Rcpt, "552 5.2.2 Mailbox full").is_transient());
+        assert!(at(Stage::Rcpt, "421 4.3.2 busy").is_transient());
+        assert!(SendError::connection("reset").is_transient());
+        assert!(at(Stage::Content, "552 5.3.4 too big").is_permanent());
+        assert!(at(Stage::Rcpt, "550 5.1.1 unknown").is_permanent());
+        assert!(SendError::local("bad name", false).is_permanent());
+        assert!(SendError::local("disk full", true).is_transient());
+    }
+
+    #[test]
+    fn enhanced_codes_are_read_from_the_reply_text() {
+        assert_eq!(
+            Enhanced::parse("5.1.1 No such user"),
+            Some(Enhanced(5, 1, 1))
+        );
+        assert_eq!(Enhanced::parse("No such user"), None);
+        assert_eq!(Enhanced::parse("5.1 x"), None);
+        assert_eq!(Enhanced::parse("9.1.1 x"), None);
+    }
 }

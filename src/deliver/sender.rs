@@ -40,7 +40,7 @@ pub struct SendSettings {
 }
 
 /// What one run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendReport {
     pub sent: u64,
     pub deferred: u64,
@@ -55,7 +55,13 @@ pub struct SendReport {
     pub interrupted: bool,
     /// The run stopped because the relay refused every message in a row.
     pub relay_refusing: bool,
+    /// Why deliveries failed or were deferred this run: reply, count (a few kinds, most
+    /// frequent first).
+    pub reasons: Vec<(String, u64)>,
 }
+
+/// Distinct reasons kept per run (each later one is counted under "other reasons").
+const REASONS_KEPT: usize = 8;
 
 /// Permanent failures in a row, across subscribers, after which the run stops: the
 /// relay is refusing everything (a rejected sender, a policy block), and going on would
@@ -73,6 +79,25 @@ struct Tally {
     failed: AtomicU64,
     bounced: AtomicU64,
     ledger_errors: AtomicU64,
+    reasons: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+impl Tally {
+    /// Counts one failure's reason (its reply without the per-message details).
+    fn reason(&self, reply: &str) {
+        let key: String = crate::domain::shorten(reply, 160);
+        if let Ok(mut reasons) = self.reasons.lock() {
+            if let Some(entry) = reasons.iter_mut().find(|(r, _)| *r == key) {
+                entry.1 += 1;
+            } else if reasons.len() < REASONS_KEPT {
+                reasons.push((key, 1));
+            } else if let Some(entry) = reasons.iter_mut().find(|(r, _)| r == "other reasons") {
+                entry.1 += 1;
+            } else {
+                reasons.push(("other reasons".into(), 1));
+            }
+        }
+    }
 }
 
 /// Everything one send of an issue needs: where to record outcomes, how to send, and
@@ -172,12 +197,20 @@ pub async fn send_issue(
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
-        if let Err(e) = store.requeue(issue.id, &refused, clock.now()).await {
+        // Not at once: the relay said no to all of them; ask again after a while.
+        let retry_at = clock.now() + retry_delay(settings.retry_base * 10, 0);
+        if let Err(e) = store
+            .requeue(issue.id, &refused, retry_at, clock.now())
+            .await
+        {
             warn!(issue = issue.id.0, error = %e, "could not requeue the refused deliveries");
         }
     }
     let t = &shared.tally;
+    let mut reasons = t.reasons.lock().map(|r| r.clone()).unwrap_or_default();
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
     Ok(SendReport {
+        reasons,
         sent: t.sent.load(Ordering::Relaxed),
         deferred: t.deferred.load(Ordering::Relaxed),
         failed: t.failed.load(Ordering::Relaxed),
@@ -191,11 +224,19 @@ pub async fn send_issue(
 
 async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
     let Shared { job, tally } = shared;
-    let token = job.key.sign(
-        TokenPurpose::Unsubscribe,
-        delivery.subscriber_id,
-        delivery.email.as_str(),
-    );
+    let token = match &delivery.token_nonce {
+        Some(nonce) => job.key.sign(
+            TokenPurpose::Unsubscribe,
+            delivery.subscriber_id,
+            nonce,
+            delivery.email.as_str(),
+        ),
+        None => job.key.sign_v1(
+            TokenPurpose::Unsubscribe,
+            delivery.subscriber_id,
+            delivery.email.as_str(),
+        ),
+    };
     let fields = PersonalFields {
         name: delivery.name.clone(),
         email: delivery.email.as_str().to_owned(),
@@ -217,9 +258,11 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
                 .send(&message.envelope, &message.bytes, &stem)
                 .await
         }
-        Err(e) => Err(SendError::permanent(format!(
-            "cannot build the message: {e}"
-        ))),
+        // Never the recipient's fault: fails this delivery alone, with the reason.
+        Err(e) => Err(SendError::local(
+            format!("cannot build the message: {e}"),
+            false,
+        )),
     };
     let now = job.clock.now();
     let recorded = match result {
@@ -235,6 +278,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         Err(error)
             if error.is_transient() && delivery.attempts + 1 < job.settings.retry_attempts =>
         {
+            tally.reason(&error.reply);
             let next = now + retry_delay(job.settings.retry_base, delivery.attempts);
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, %next, "deferred");
             tally.deferred.fetch_add(1, Ordering::Relaxed);
@@ -244,15 +288,17 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         }
         Err(error) => {
             let permanent = error.is_permanent();
-            if permanent {
+            tally.reason(&error.reply);
+            // A message herald could not build says nothing about the relay.
+            let counts_for_relay = permanent && error.blame() != super::Blame::Build;
+            if counts_for_relay {
                 tally.failing_streak.fetch_add(1, Ordering::Relaxed);
             }
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
             tally.failed.fetch_add(1, Ordering::Relaxed);
             // Only a failure that blames the address counts towards a bounce.
             let bounce = error.indicts_recipient();
-            if permanent
-                && !bounce
+            if error.is_relay_refusal()
                 && let Ok(mut streak) = tally.streak_not_recipient.lock()
             {
                 streak.push(delivery.subscriber_id);
@@ -345,16 +391,6 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_failures_about_the_address_count_towards_a_bounce() {
-        assert!(SendError::permanent("550 5.1.1 No such user here").indicts_recipient());
-        assert!(SendError::permanent("550 mailbox unavailable").indicts_recipient());
-        assert!(SendError::permanent("552 5.2.2 Mailbox full").indicts_recipient());
-        assert!(!SendError::permanent("550 5.7.1 Sender rejected by policy").indicts_recipient());
-        assert!(!SendError::permanent("554 5.3.4 Message too big").indicts_recipient());
-        assert!(!SendError::transient("451 4.7.1 try later").indicts_recipient());
-    }
 
     #[test]
     fn retry_delays_grow_with_jitter_and_a_cap() {

@@ -8,6 +8,12 @@
 //! TCP_NODELAY. A pooled connection is checked with NOOP before reuse when it has been
 //! idle, and any connection an error left broken is dropped, never reused
 //! (lettre/lettre#743). Implicit TLS (`smtps://`) still connects through lettre.
+//!
+//! The mail transaction is driven one command at a time (MAIL, RCPT, DATA, content), so
+//! every refusal is known with the step it answered: a 552 to the content is about the
+//! message, a 550 to RCPT about the address (see [`super::Blame`]). The relay's `SIZE`
+//! (RFC 1870), read from our own EHLO, caps what is sent: a message over it is never
+//! handed over.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,9 +22,10 @@ use std::time::{Duration, Instant};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 
-use super::{Error, SendError};
+use super::{Error, SendError, Stage};
 use crate::config::{Secrets, SmtpConfig, SmtpTls, SmtpTransport};
 
 /// A pooled connection older than this (idle) is checked with NOOP before reuse.
@@ -30,14 +37,17 @@ const MAX_IDLE: Duration = Duration::from_secs(45);
 #[derive(Clone)]
 pub enum Transport {
     /// One file per message; writing the same message again overwrites it.
-    File(PathBuf),
+    File {
+        dir: PathBuf,
+        max_size: u64,
+    },
     Smtp(Arc<SmtpPool>),
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Transport::File(dir) => write!(f, "Transport::File({})", dir.display()),
+            Transport::File { dir, .. } => write!(f, "Transport::File({})", dir.display()),
             Transport::Smtp(pool) => write!(f, "Transport::Smtp({}:{})", pool.host, pool.port),
         }
     }
@@ -53,12 +63,19 @@ pub struct SmtpPool {
     hello: ClientId,
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     max_idle: usize,
+    /// `smtp.max_message_size`.
+    max_size: u64,
+    /// What the relay's EHLO advertised as `SIZE` (0: nothing seen yet, or no limit).
+    relay_size: std::sync::atomic::AtomicU64,
 }
 
 impl Transport {
     pub fn from_config(smtp: &SmtpConfig, secrets: &Secrets) -> Result<Self, Error> {
         match &smtp.transport {
-            SmtpTransport::File(dir) => Ok(Transport::File(dir.clone())),
+            SmtpTransport::Folder(dir) => Ok(Transport::File {
+                dir: dir.clone(),
+                max_size: smtp.max_message_size,
+            }),
             SmtpTransport::Smtp { host, port, tls } => {
                 let credentials = smtp.username.as_ref().map(|user| {
                     Credentials::new(
@@ -75,6 +92,8 @@ impl Transport {
                     hello: ClientId::default(),
                     idle: Mutex::new(Vec::new()),
                     max_idle: smtp.max_connections,
+                    max_size: smtp.max_message_size,
+                    relay_size: std::sync::atomic::AtomicU64::new(0),
                 })))
             }
         }
@@ -82,7 +101,7 @@ impl Transport {
 
     /// Makes sure a file outbox exists (SMTP needs nothing up front).
     pub fn prepare(&self) -> Result<(), Error> {
-        if let Transport::File(dir) = self {
+        if let Transport::File { dir, .. } = self {
             std::fs::create_dir_all(dir).map_err(|source| Error::Outbox {
                 path: dir.display().to_string(),
                 source,
@@ -99,10 +118,43 @@ impl Transport {
         bytes: &[u8],
         file_stem: &str,
     ) -> Result<String, SendError> {
+        let limit = self.known_size_limit();
+        if bytes.len() as u64 > limit {
+            return Err(SendError::reply(
+                Stage::Local,
+                552,
+                &format!(
+                    "not sent: the message is {} bytes and the relay accepts at most {limit}",
+                    bytes.len()
+                ),
+            ));
+        }
         match self {
-            Transport::File(dir) => write_eml(dir, file_stem, bytes).await,
+            Transport::File { dir, .. } => write_eml(dir, file_stem, bytes).await,
             Transport::Smtp(pool) => pool.send(envelope, bytes).await,
         }
+    }
+
+    /// The largest message that may be sent, as far as known now: `smtp.max_message_size`,
+    /// or the relay's `SIZE` when it advertised a smaller one.
+    pub fn known_size_limit(&self) -> u64 {
+        match self {
+            Transport::File { max_size, .. } => *max_size,
+            Transport::Smtp(pool) => pool.size_limit(),
+        }
+    }
+
+    /// [`Self::known_size_limit`] after asking the relay (one connection, kept for reuse)
+    /// when it has not been asked yet. A relay that cannot be reached leaves the
+    /// configured limit.
+    pub async fn size_limit(&self) -> u64 {
+        if let Transport::Smtp(pool) = self
+            && pool.relay_size.load(std::sync::atomic::Ordering::Relaxed) == 0
+            && let Ok(conn) = pool.checkout().await
+        {
+            pool.checkin(conn);
+        }
+        self.known_size_limit()
     }
 
     /// Closes pooled connections politely (QUIT).
@@ -121,27 +173,43 @@ impl Transport {
 }
 
 impl SmtpPool {
+    fn size_limit(&self) -> u64 {
+        match self.relay_size.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => self.max_size,
+            relay => relay.min(self.max_size),
+        }
+    }
+
     async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<String, SendError> {
         let mut conn = self.checkout().await?;
-        let result = tokio::time::timeout(self.timeout, conn.send(envelope, bytes)).await;
+        let result = tokio::time::timeout(self.timeout, transact(&mut conn, envelope, bytes)).await;
         match result {
-            Ok(Ok(response)) => {
+            Ok(Ok(reply)) => {
                 self.checkin(conn);
-                let text: Vec<&str> = response.message().collect();
-                Ok(format!("{} {}", response.code(), text.join(" "))
-                    .trim()
-                    .to_owned())
+                Ok(reply)
             }
-            // lettre has already closed the connection; it is dropped here.
-            // Only a 5xx reply is final; anything else (including a client-side refusal
-            // such as a server without 8BITMIME) is retried until the attempts run out.
-            Ok(Err(e)) if e.is_permanent() => Err(SendError::permanent(reply_of(&e))),
-            Ok(Err(e)) => Err(SendError::transient(reply_of(&e))),
-            Err(_) => Err(SendError::transient(format!(
-                "no reply from {} within {}s",
-                self.host,
-                self.timeout.as_secs()
-            ))),
+            Ok(Err(e)) => {
+                // A refusal leaves the connection usable once the transaction is reset;
+                // anything else (no reply) leaves it broken.
+                if e.code.is_some()
+                    && tokio::time::timeout(self.timeout, conn.command(Rset))
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                {
+                    self.checkin(conn);
+                } else {
+                    conn.abort().await;
+                }
+                Err(e)
+            }
+            Err(_) => {
+                conn.abort().await;
+                Err(SendError::connection(format!(
+                    "no reply from {} within {}s",
+                    self.host,
+                    self.timeout.as_secs()
+                )))
+            }
         }
     }
 
@@ -166,7 +234,7 @@ impl SmtpPool {
         tokio::time::timeout(self.timeout, self.connect())
             .await
             .unwrap_or_else(|_| {
-                Err(SendError::transient(format!(
+                Err(SendError::connection(format!(
                     "connecting to {} timed out",
                     self.host
                 )))
@@ -188,7 +256,7 @@ impl SmtpPool {
         // Failing to connect, to start TLS or to log in says nothing about any recipient:
         // it is always temporary for the delivery (and logged for the operator).
         let fail = |e: lettre::transport::smtp::Error| {
-            SendError::transient(format!("{}: {}", self.host, reply_of(&e)))
+            SendError::connection(format!("{}: {}", self.host, reply_of(&e)))
         };
         let tls = || TlsParameters::new(self.host.clone()).map_err(fail);
         let mut conn = if self.tls == SmtpTls::Implicit {
@@ -205,7 +273,7 @@ impl SmtpPool {
             let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                 .await
                 .map_err(|e| {
-                    SendError::transient(format!(
+                    SendError::connection(format!(
                         "cannot connect to {}:{}: {e}",
                         self.host, self.port
                     ))
@@ -225,6 +293,16 @@ impl SmtpPool {
             }
             conn
         };
+        // Our own EHLO (lettre keeps only the extensions it knows): the relay's SIZE.
+        let ehlo = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(fail)?;
+        let lines: Vec<&str> = ehlo.message().collect();
+        if let Some(size) = advertised_size(&lines) {
+            self.relay_size
+                .store(size, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
@@ -234,14 +312,83 @@ impl SmtpPool {
     }
 }
 
-/// The server's reply as it was sent ("451 4.7.1 …"), or the error and its cause.
+/// One mail transaction, a command at a time, so that a refusal is known with its step.
+async fn transact(
+    conn: &mut AsyncSmtpConnection,
+    envelope: &Envelope,
+    bytes: &[u8],
+) -> Result<String, SendError> {
+    let mut options = Vec::new();
+    let non_ascii = envelope
+        .to()
+        .iter()
+        .chain(envelope.from())
+        .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(SendError::local(
+                "not sent: the address needs SMTPUTF8, which the relay does not offer",
+                false,
+            ));
+        }
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !bytes.is_ascii() {
+        if !conn.server_info().supports_feature(Extension::EightBitMime) {
+            return Err(SendError::local(
+                "not sent: the message needs 8BITMIME, which the relay does not offer",
+                false,
+            ));
+        }
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let step = |stage: Stage| move |e: lettre::transport::smtp::Error| refusal(stage, &e);
+    conn.command(Mail::new(envelope.from().cloned(), options))
+        .await
+        .map_err(step(Stage::Mail))?;
+    for to in envelope.to() {
+        conn.command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(step(Stage::Rcpt))?;
+    }
+    conn.command(Data).await.map_err(step(Stage::Data))?;
+    let response = conn.message(bytes).await.map_err(step(Stage::Content))?;
+    let text: Vec<&str> = response.message().collect();
+    Ok(format!("{} {}", response.code(), text.join(" "))
+        .trim()
+        .to_owned())
+}
+
+/// lettre's error for one step, as a [`SendError`]: the reply code from its typed
+/// status, the reply's text from its source.
+fn refusal(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
+    match e.status() {
+        Some(code) => {
+            let text = std::error::Error::source(e)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            SendError::reply(stage, u16::from(code), &text)
+        }
+        None => SendError::connection(reply_of(e)),
+    }
+}
+
+/// `SIZE n` from EHLO lines (RFC 1870); `None` when absent or unlimited (0).
+fn advertised_size(lines: &[&str]) -> Option<u64> {
+    lines.iter().find_map(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .filter(|w| w.eq_ignore_ascii_case("SIZE"))
+            .and_then(|_| words.next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0)
+    })
+}
+
+/// What went wrong without a reply: the error and its cause.
 fn reply_of(e: &lettre::transport::smtp::Error) -> String {
     let mut text = e.to_string();
-    if let Some(code) = e.status() {
-        // lettre says "transient error (451): 4.7.1 …"
-        let message = text.split_once("): ").map_or(text.as_str(), |(_, m)| m);
-        return format!("{code} {message}");
-    }
     if let Some(source) = std::error::Error::source(e) {
         let source = source.to_string();
         if !text.contains(&source) {
@@ -257,8 +404,24 @@ async fn write_eml(dir: &Path, stem: &str, bytes: &[u8]) -> Result<String, SendE
     let path = dir.join(format!("{stem}.eml"));
     let tmp = dir.join(format!(".{stem}.eml.tmp"));
     let io =
-        |e: std::io::Error| SendError::transient(format!("cannot write {}: {e}", path.display()));
+        |e: std::io::Error| SendError::local(format!("cannot write {}: {e}", path.display()), true);
     tokio::fs::write(&tmp, bytes).await.map_err(io)?;
     tokio::fs::rename(&tmp, &path).await.map_err(io)?;
     Ok(format!("written to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_relays_size_from_ehlo() {
+        assert_eq!(
+            advertised_size(&["sink.test", "8BITMIME", "SIZE 52428800", "SMTPUTF8"]),
+            Some(52_428_800)
+        );
+        assert_eq!(advertised_size(&["sink.test", "SIZE"]), None);
+        assert_eq!(advertised_size(&["sink.test", "SIZE 0"]), None);
+        assert_eq!(advertised_size(&["sink.test", "PIPELINING"]), None);
+    }
 }

@@ -14,4 +14,7 @@ pub use issue::{DeliveryStatus, Issue, IssueId, IssueStatus};
 pub(crate) use post::hex;
 pub use post::{NewPost, Post, PostId, RelatedPost, StableId};
 pub use source::{SourceId, SourceState};
-pub use subscriber::{Subscriber, SubscriberEmail, SubscriberId, SubscriberStatus};
+pub use subscriber::{
+    NAME_MAX_CHARS, Subscriber, SubscriberEmail, SubscriberId, SubscriberName, SubscriberStatus,
+    shorten,
+};

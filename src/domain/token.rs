@@ -1,11 +1,23 @@
 //! Signed tokens for links in emails: unsubscribe and confirm.
 //!
-//! A token is `<subscriber id>.<purpose letter>.<base64url HMAC-SHA256>` where the MAC
-//! covers the purpose, the subscriber id and the subscriber's address (lower-cased), under
-//! the operator's signing secret. A token for one purpose never works for another, a token
-//! stops working when the address changes, and checking one takes constant time
-//! (`Mac::verify_slice`). Tokens carry no expiry: an unsubscribe link in a year-old email
-//! must still work (RFC 8058 wants one-click unsubscribes to keep working).
+//! | format | shape | MAC covers | mailed by |
+//! | --- | --- | --- | --- |
+//! | v1 | `<id>.<purpose>.<mac>` | purpose, id, address | herald before issue 16; still verified |
+//! | v2 | `<id>.<nonce>.<purpose>.<mac>` | "v2", purpose, id, nonce, address | herald now |
+//!
+//! The MAC is base64url HMAC-SHA256 under the operator's signing secret. The address is
+//! lower-cased, so a token stops working when the address changes; a token for one purpose
+//! never works for another; checking one takes constant time (`Mac::verify_slice`).
+//!
+//! The nonce is random: for an unsubscribe link it is the subscriber's own `token_nonce`,
+//! for a confirm link the nonce of the one confirmation request it applies. Ids are
+//! sequential, so without a nonce anyone who learned the secret could forge a link for
+//! every subscriber; with one, they would also need a mail that subscriber received.
+//!
+//! Tokens carry no expiry: an unsubscribe link in a year-old email must still work (RFC
+//! 8058). Confirm links expire through their confirmation row (see the store). Every
+//! format herald has ever mailed still verifies, under the current secret or the one in
+//! `HERALD_SECRET_PREVIOUS` ([`KeyRing`]).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,6 +42,62 @@ impl TokenPurpose {
             Self::Confirm => 'c',
         }
     }
+
+    fn from_letter(s: &str) -> Option<Self> {
+        match s {
+            "u" => Some(Self::Unsubscribe),
+            "c" => Some(Self::Confirm),
+            _ => None,
+        }
+    }
+}
+
+/// A token taken apart, before its MAC is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParsedToken<'a> {
+    pub id: SubscriberId,
+    /// `None` for a v1 token.
+    pub nonce: Option<&'a str>,
+    pub purpose: TokenPurpose,
+    mac: &'a str,
+}
+
+impl<'a> ParsedToken<'a> {
+    /// Splits a token; `None` when it does not have the shape of any format.
+    pub fn parse(token: &'a str) -> Option<Self> {
+        if token.len() > 200 {
+            return None;
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        let (id, nonce, purpose, mac) = match parts.as_slice() {
+            [id, purpose, mac] => (*id, None, *purpose, *mac),
+            [id, nonce, purpose, mac] if is_nonce(nonce) => (*id, Some(*nonce), *purpose, *mac),
+            _ => return None,
+        };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(Self {
+            id: SubscriberId(id.parse().ok()?),
+            nonce,
+            purpose: TokenPurpose::from_letter(purpose)?,
+            mac,
+        })
+    }
+}
+
+/// Whether `s` can be a nonce: 8 to 64 characters of base64url.
+fn is_nonce(s: &str) -> bool {
+    (8..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A fresh random nonce (16 bytes, base64url), or the reason there is none.
+pub fn new_nonce() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The key tokens are signed with. Never printed.
@@ -47,10 +115,14 @@ impl SigningKey {
         Self(secret.to_vec())
     }
 
-    fn mac(&self, purpose: TokenPurpose, id: SubscriberId, email: &str) -> HmacSha256 {
+    fn hmac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; this cannot fail.
-        let mut mac = HmacSha256::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        HmacSha256::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+    }
+
+    fn mac_v1(&self, purpose: TokenPurpose, id: SubscriberId, email: &str) -> HmacSha256 {
+        let mut mac = self.hmac();
         mac.update(&[purpose.letter() as u8, 0]);
         mac.update(id.0.to_string().as_bytes());
         mac.update(&[0]);
@@ -58,9 +130,47 @@ impl SigningKey {
         mac
     }
 
-    /// A token for `purpose`, bound to the subscriber and their address.
-    pub fn sign(&self, purpose: TokenPurpose, id: SubscriberId, email: &str) -> String {
-        let tag = self.mac(purpose, id, email).finalize().into_bytes();
+    fn mac_v2(
+        &self,
+        purpose: TokenPurpose,
+        id: SubscriberId,
+        nonce: &str,
+        email: &str,
+    ) -> HmacSha256 {
+        let mut mac = self.hmac();
+        mac.update(b"v2\0");
+        mac.update(&[purpose.letter() as u8, 0]);
+        mac.update(id.0.to_string().as_bytes());
+        mac.update(&[0]);
+        mac.update(nonce.as_bytes());
+        mac.update(&[0]);
+        mac.update(email.to_lowercase().as_bytes());
+        mac
+    }
+
+    /// A v2 token for `purpose`, bound to the subscriber, the nonce and the address.
+    pub fn sign(
+        &self,
+        purpose: TokenPurpose,
+        id: SubscriberId,
+        nonce: &str,
+        email: &str,
+    ) -> String {
+        let tag = self
+            .mac_v2(purpose, id, nonce, email)
+            .finalize()
+            .into_bytes();
+        format!(
+            "{}.{nonce}.{}.{}",
+            id.0,
+            purpose.letter(),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    /// A v1 token, as herald mailed them before nonces (kept to test that they still work).
+    pub fn sign_v1(&self, purpose: TokenPurpose, id: SubscriberId, email: &str) -> String {
+        let tag = self.mac_v1(purpose, id, email).finalize().into_bytes();
         format!(
             "{}.{}.{}",
             id.0,
@@ -69,87 +179,211 @@ impl SigningKey {
         )
     }
 
-    /// The subscriber id a token names, before it is verified (to look the address up).
-    pub fn claimed_id(token: &str) -> Option<SubscriberId> {
-        token.split('.').next()?.parse().ok().map(SubscriberId)
-    }
-
-    /// Whether `token` was signed by this key for this purpose, subscriber and address.
-    pub fn verify(
-        &self,
-        token: &str,
-        purpose: TokenPurpose,
-        id: SubscriberId,
-        email: &str,
-    ) -> bool {
-        let mut parts = token.split('.');
-        let (Some(claimed), Some(letter), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return false;
-        };
-        if claimed != id.0.to_string() || letter.len() != 1 || !letter.starts_with(purpose.letter())
-        {
+    /// Whether this key signed `token` for `purpose` and this address. The caller checks
+    /// that the nonce is the one the store expects.
+    pub fn verify(&self, token: &ParsedToken<'_>, purpose: TokenPurpose, email: &str) -> bool {
+        if token.purpose != purpose {
             return false;
         }
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(token.mac) else {
             return false;
         };
-        self.mac(purpose, id, email).verify_slice(&tag).is_ok()
+        let mac = match token.nonce {
+            Some(nonce) => self.mac_v2(purpose, token.id, nonce, email),
+            None => self.mac_v1(purpose, token.id, email),
+        };
+        mac.verify_slice(&tag).is_ok()
     }
+}
+
+/// The key that signs, and the older keys that still verify (a previous secret, a
+/// secret herald generated before `HERALD_SECRET` was set).
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    current: SigningKey,
+    older: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    pub fn new(current: SigningKey, older: Vec<SigningKey>) -> Self {
+        Self { current, older }
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.current
+    }
+
+    /// Whether any key of the ring signed the token.
+    pub fn verify(&self, token: &ParsedToken<'_>, purpose: TokenPurpose, email: &str) -> bool {
+        std::iter::once(&self.current)
+            .chain(&self.older)
+            .any(|key| key.verify(token, purpose, email))
+    }
+}
+
+/// Shortest signing secret accepted, in characters.
+pub const MIN_SECRET_CHARS: usize = 32;
+
+/// Secrets seen in documentation and examples: anyone can sign with them.
+const KNOWN_SECRETS: &[&str] = &[
+    "change-me",
+    "changeme",
+    "change-me-please",
+    "change-this",
+    "replace-me",
+    "secret",
+    "my-secret",
+    "your-secret",
+    "supersecret",
+    "password",
+    "herald",
+    "herald-secret",
+    "test",
+    "example",
+    "server-test-secret",
+    "digest-test-secret",
+    "0123456789abcdef0123456789abcdef",
+    "00000000000000000000000000000000",
+    "change-me-to-a-long-random-string",
+    "replace-with-the-output-of-openssl-rand",
+];
+
+/// How to make a good secret, for error messages.
+pub const HOW_TO_GENERATE: &str =
+    "generate one with `openssl rand -base64 32` (or `head -c 32 /dev/urandom | base64`)";
+
+/// Why a secret from the environment is refused, or `None` when it is good enough.
+pub fn weak_secret(secret: &str) -> Option<String> {
+    let lowered = secret.trim().to_ascii_lowercase();
+    if KNOWN_SECRETS.iter().any(|k| lowered == *k) {
+        return Some("it is a well-known example value that anyone can sign links with".into());
+    }
+    let chars = secret.chars().count();
+    if chars < MIN_SECRET_CHARS {
+        return Some(format!(
+            "it is {chars} characters long; it must be at least {MIN_SECRET_CHARS}"
+        ));
+    }
+    let mut distinct: Vec<char> = secret.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 8 {
+        return Some(format!(
+            "it uses only {} different characters; use random bytes",
+            distinct.len()
+        ));
+    }
+    None
+}
+
+/// Whether a previous secret is one anyone knows (it would let anyone sign old links).
+pub fn is_known_secret(secret: &str) -> bool {
+    let lowered = secret.trim().to_ascii_lowercase();
+    KNOWN_SECRETS.iter().any(|k| lowered == *k)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_token_verifies_only_for_its_purpose_subscriber_and_address() {
-        let key = SigningKey::new(b"secret");
-        let id = SubscriberId(42);
-        let token = key.sign(TokenPurpose::Unsubscribe, id, "Anna@Example.org");
-        assert!(token.starts_with("42.u."));
-        assert_eq!(SigningKey::claimed_id(&token), Some(id));
-        assert!(key.verify(&token, TokenPurpose::Unsubscribe, id, "anna@example.org"));
-        assert!(!key.verify(&token, TokenPurpose::Confirm, id, "anna@example.org"));
-        assert!(!key.verify(
-            &token,
-            TokenPurpose::Unsubscribe,
-            SubscriberId(43),
-            "anna@example.org"
-        ));
-        assert!(!key.verify(&token, TokenPurpose::Unsubscribe, id, "other@example.org"));
-        assert!(!SigningKey::new(b"other").verify(
-            &token,
-            TokenPurpose::Unsubscribe,
-            id,
-            "anna@example.org"
-        ));
+    const NONCE: &str = "n0nce-abcdefgh";
+
+    fn parsed(token: &str) -> ParsedToken<'_> {
+        ParsedToken::parse(token).expect("parses")
     }
 
     #[test]
-    fn tampered_tokens_fail() {
+    fn a_token_verifies_only_for_its_purpose_subscriber_nonce_and_address() {
+        let key = SigningKey::new(b"secret");
+        let id = SubscriberId(42);
+        let token = key.sign(TokenPurpose::Unsubscribe, id, NONCE, "Anna@Example.org");
+        assert!(token.starts_with("42.n0nce-abcdefgh.u."));
+        let t = parsed(&token);
+        assert_eq!((t.id, t.nonce), (id, Some(NONCE)));
+        assert!(key.verify(&t, TokenPurpose::Unsubscribe, "anna@example.org"));
+        assert!(!key.verify(&t, TokenPurpose::Confirm, "anna@example.org"));
+        assert!(!key.verify(&t, TokenPurpose::Unsubscribe, "other@example.org"));
+        assert!(!SigningKey::new(b"other").verify(
+            &t,
+            TokenPurpose::Unsubscribe,
+            "anna@example.org"
+        ));
+        for forged in [
+            token.replacen("42.", "43.", 1),
+            token.replacen(NONCE, "n0nce-abcdefgX", 1),
+            token.replacen(".u.", ".c.", 1),
+        ] {
+            let f = parsed(&forged);
+            assert!(!key.verify(&f, f.purpose, "anna@example.org"), "{forged}");
+        }
+    }
+
+    #[test]
+    fn v1_tokens_already_mailed_still_verify() {
         let key = SigningKey::new(b"secret");
         let id = SubscriberId(7);
-        let token = key.sign(TokenPurpose::Confirm, id, "a@b.org");
+        let v1 = key.sign_v1(TokenPurpose::Unsubscribe, id, "a@b.org");
+        assert!(v1.starts_with("7.u."));
+        let t = parsed(&v1);
+        assert_eq!(t.nonce, None);
+        assert!(key.verify(&t, TokenPurpose::Unsubscribe, "a@b.org"));
+        assert!(!key.verify(&t, TokenPurpose::Unsubscribe, "c@b.org"));
+    }
+
+    #[test]
+    fn tampered_and_malformed_tokens_fail() {
+        let key = SigningKey::new(b"secret");
+        let id = SubscriberId(7);
+        let token = key.sign(TokenPurpose::Confirm, id, NONCE, "a@b.org");
         let mut flipped = token.clone().into_bytes();
         let last = flipped.len() - 1;
         flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
+        assert!(!key.verify(&parsed(&flipped), TokenPurpose::Confirm, "a@b.org"));
         for bad in [
-            flipped.as_str(),
             "",
             "7",
             "7.c",
-            "7.c.!!!",
             "x.c.abc",
+            "-7.c.abc",
+            "7.short.c.abc",
+            "7.c.abc.def.ghi",
             &format!("{token}.extra"),
-            &token.replacen("7.", "8.", 1),
+            &"7.c.".repeat(100),
         ] {
-            assert!(
-                !key.verify(bad, TokenPurpose::Confirm, id, "a@b.org"),
-                "{bad}"
-            );
+            if let Some(t) = ParsedToken::parse(bad) {
+                assert!(!key.verify(&t, TokenPurpose::Confirm, "a@b.org"), "{bad}");
+            }
         }
+    }
+
+    #[test]
+    fn a_key_ring_verifies_what_an_older_secret_signed() {
+        let old = SigningKey::new(b"old secret");
+        let ring = KeyRing::new(SigningKey::new(b"new secret"), vec![old.clone()]);
+        let id = SubscriberId(3);
+        let token = old.sign(TokenPurpose::Unsubscribe, id, NONCE, "a@b.org");
+        assert!(ring.verify(&parsed(&token), TokenPurpose::Unsubscribe, "a@b.org"));
+        let alone = KeyRing::new(SigningKey::new(b"new secret"), vec![]);
+        assert!(!alone.verify(&parsed(&token), TokenPurpose::Unsubscribe, "a@b.org"));
+    }
+
+    #[test]
+    fn weak_secrets_are_named_and_good_ones_pass() {
+        assert!(weak_secret("change-me").unwrap().contains("well-known"));
+        assert!(weak_secret("CHANGE-ME").is_some());
+        assert!(
+            weak_secret("short but random: 8f3k")
+                .unwrap()
+                .contains("at least 32")
+        );
+        assert!(
+            weak_secret(&"ab".repeat(20))
+                .unwrap()
+                .contains("different characters")
+        );
+        assert_eq!(weak_secret("u7Qm2rX9vB4kLp0sT6wYc1Zf8Hn3Jd5A"), None);
+        assert!(is_known_secret("changeme"));
+        assert!(!is_known_secret("u7Qm2rX9vB4kLp0sT6wYc1Zf8Hn3Jd5A"));
     }
 }

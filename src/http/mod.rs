@@ -6,23 +6,27 @@
 //! | --- | --- |
 //! | `GET /feed.xml`, `/atom.xml`, `/feed.json` | the feeds from memory, strong ETag, Last-Modified, 304, Cache-Control, Link self/hub |
 //! | `GET /` | landing page (templates/pages/index.html.hbs) |
-//! | `POST /subscribe` | form or JSON; same answer whether or not the address is known; rate-limited per client |
-//! | `GET /confirm/{token}` | confirms a pending subscriber |
-//! | `GET`/`POST /unsubscribe/{token}` | a page with a button / the one-click unsubscribe itself |
-//! | `GET /archive/{issue}` | an issue as sent, without anyone's personal data |
-//! | `GET /healthz`, `GET /metrics` | liveness (the store answers), Prometheus text |
+//! | `POST /subscribe` | form or JSON; same answer whether or not the address is known; rate-limited per client (429 with Retry-After) |
+//! | `GET`/`POST /confirm/{token}` | a page with a button / applies the sign-up it confirms, once, before it expires |
+//! | `GET`/`POST /unsubscribe/{token}` | a page with a button / the one-click unsubscribe itself (RFC 8058 body required) |
+//! | `GET /archive/{issue}` | an issue as sent, without anyone's personal data; rendered once, ETag |
+//! | `GET /healthz` | liveness (the store answers) |
+//! | `GET /metrics` | Prometheus text: with `HERALD_METRICS_TOKEN` a bearer token, with `http.metrics_listen` only there, else loopback clients only |
 //!
-//! Every route has a body limit (16 KiB) and a timeout (10 s). This module never ingests
-//! or sends digests; it asks the pipeline.
+//! Every route has a body limit (16 KiB, 413 at once when Content-Length says more) and
+//! a timeout (10 s); connections have header-read and idle timeouts and a cap
+//! ([`server`]). Every answer says `nosniff` and `Referrer-Policy: no-referrer` (links
+//! carry tokens); pages add a CSP that allows no script and no framing. This module never
+//! ingests or sends digests; it asks the pipeline.
 
+mod client;
 mod pages;
+pub mod server;
 mod subscribe;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -32,7 +36,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+
+use client::RateLimiter;
 
 use crate::pipeline::Herald;
 use crate::render::Templates;
@@ -53,6 +60,11 @@ struct Inner {
     templates: Templates,
     feeds: RwLock<FeedCache>,
     limiter: Mutex<RateLimiter>,
+    archive: Mutex<pages::ArchiveCache>,
+    /// `HERALD_METRICS_TOKEN`.
+    metrics_token: Option<String>,
+    /// `Content-Security-Policy` of every page.
+    csp: HeaderValue,
 }
 
 /// One feed as served: bytes and validators, computed when the file changes.
@@ -76,68 +88,32 @@ struct FeedCache {
     json: Option<CachedFeed>,
 }
 
-/// Sign-ups allowed per client address and per email address in a window.
-struct RateLimiter {
-    window: Duration,
-    per_client: u32,
-    per_address: u32,
-    clients: HashMap<IpAddr, (Instant, u32)>,
-    addresses: HashMap<String, (Instant, u32)>,
-}
-
-impl RateLimiter {
-    fn new() -> Self {
-        Self {
-            window: Duration::from_secs(10 * 60),
-            per_client: 5,
-            per_address: 3,
-            clients: HashMap::new(),
-            addresses: HashMap::new(),
-        }
-    }
-
-    /// Counts an attempt from `client`; false when it is over the limit.
-    fn allow_client(&mut self, client: IpAddr) -> bool {
-        let (window, limit) = (self.window, self.per_client);
-        count(&mut self.clients, client, window, limit)
-    }
-
-    /// Counts a confirmation email to `address`; false when it is over the limit (so an
-    /// address cannot be flooded from many clients).
-    fn allow_address(&mut self, address: &str) -> bool {
-        let (window, limit) = (self.window, self.per_address);
-        count(&mut self.addresses, address.to_lowercase(), window, limit)
-    }
-}
-
-fn count<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, (Instant, u32)>,
-    key: K,
-    window: Duration,
-    limit: u32,
-) -> bool {
-    let now = Instant::now();
-    if map.len() > 100_000 {
-        map.retain(|_, (start, _)| now.duration_since(*start) < window);
-    }
-    let entry = map.entry(key).or_insert((now, 0));
-    if now.duration_since(entry.0) >= window {
-        *entry = (now, 0);
-    }
-    entry.1 += 1;
-    entry.1 <= limit
-}
-
 impl AppState {
     /// Loads page templates and the current feed files.
     pub fn new(herald: Herald) -> Result<Self, crate::render::Error> {
+        Self::with_metrics_token(herald, crate::config::Secrets::from_env().metrics_token)
+    }
+
+    /// [`AppState::new`] with the metrics token given (`None`: none required).
+    pub fn with_metrics_token(
+        herald: Herald,
+        metrics_token: Option<String>,
+    ) -> Result<Self, crate::render::Error> {
         let templates = Templates::load(&herald.config.templates.dir, &[])?;
+        let site = herald.config.site.base_url.origin().ascii_serialization();
+        let csp = HeaderValue::from_str(&format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self' {site}; frame-ancestors 'none'; base-uri 'none'"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"));
         let state = Self {
             inner: Arc::new(Inner {
                 herald,
                 templates,
                 feeds: RwLock::new(FeedCache::default()),
-                limiter: Mutex::new(RateLimiter::new()),
+                limiter: Mutex::new(RateLimiter::default()),
+                archive: Mutex::new(pages::ArchiveCache::default()),
+                metrics_token,
+                csp,
             }),
         };
         state.reload_feeds();
@@ -161,6 +137,13 @@ impl AppState {
         };
         if let Ok(mut feeds) = self.inner.feeds.write() {
             *feeds = cache;
+        }
+    }
+
+    /// Forgets the archive pages rendered so far (posts or their enrichment changed).
+    pub fn content_changed(&self) {
+        if let Ok(mut archive) = self.inner.archive.lock() {
+            archive.clear();
         }
     }
 
@@ -233,28 +216,72 @@ fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
-/// The router with every route, limit and timeout.
+/// The router with every route, limit and timeout. `/metrics` is on it unless
+/// `http.metrics_listen` moves it to [`metrics_router`].
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/feed.xml", get(rss))
         .route("/atom.xml", get(atom))
         .route("/feed.json", get(json))
         .route("/", get(pages::index))
         .route("/subscribe", post(subscribe::subscribe))
-        .route("/confirm/{token}", get(subscribe::confirm))
+        .route(
+            "/confirm/{token}",
+            get(subscribe::confirm_page).post(subscribe::confirm),
+        )
         .route(
             "/unsubscribe/{token}",
             get(subscribe::unsubscribe_page).post(subscribe::unsubscribe),
         )
         .route("/archive/{issue}", get(pages::archive))
-        .route("/healthz", get(pages::healthz))
-        .route("/metrics", get(pages::metrics))
+        .route("/healthz", get(pages::healthz));
+    if state.herald().config.http.metrics_listen.is_none() {
+        router = router.route("/metrics", get(pages::metrics));
+    }
+    with_limits(router, state)
+}
+
+/// Only `/metrics`, for `http.metrics_listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    with_limits(Router::new().route("/metrics", get(pages::metrics)), state)
+}
+
+fn with_limits(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Refuses a declared Content-Length over the limit before reading any of it.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
         .with_state(state)
+}
+
+/// Headers every answer carries, and the page policy for HTML.
+async fn security_headers(State(state): State<AppState>, mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    let is_html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    if is_html {
+        h.insert(header::CONTENT_SECURITY_POLICY, state.inner.csp.clone());
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    response
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and finishes what is in flight.
@@ -263,12 +290,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    server::serve(listener, router(state), server::Limits::default(), shutdown).await
 }
 
 #[derive(Clone, Copy)]

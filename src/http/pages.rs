@@ -1,9 +1,14 @@
 //! Pages: the landing page, the issue archive, health and metrics.
 
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use super::{AppState, message_page};
 use crate::domain::IssueId;
@@ -65,8 +70,46 @@ pub async fn index(State(state): State<AppState>) -> Response {
     }
 }
 
+/// An archive page, rendered once.
+#[derive(Debug)]
+pub struct ArchivePage {
+    html: axum::body::Bytes,
+    etag: String,
+}
+
+/// Rendered archive pages by issue, until posts change. Concurrent first requests for
+/// one issue wait for one rendering.
+#[derive(Debug, Default)]
+pub struct ArchiveCache {
+    pages: HashMap<i64, Arc<tokio::sync::OnceCell<Option<Arc<ArchivePage>>>>>,
+}
+
+/// Issues kept rendered at once.
+const ARCHIVE_PAGES_KEPT: usize = 256;
+
+impl ArchiveCache {
+    pub fn clear(&mut self) {
+        self.pages.clear();
+    }
+
+    fn slot(&mut self, id: i64) -> Arc<tokio::sync::OnceCell<Option<Arc<ArchivePage>>>> {
+        if self.pages.len() >= ARCHIVE_PAGES_KEPT && !self.pages.contains_key(&id) {
+            self.pages.clear();
+        }
+        Arc::clone(self.pages.entry(id).or_default())
+    }
+
+    fn forget(&mut self, id: i64) {
+        self.pages.remove(&id);
+    }
+}
+
 /// An issue as subscribers got it, with no one's name, address or unsubscribe link.
-pub async fn archive(State(state): State<AppState>, Path(issue): Path<String>) -> Response {
+pub async fn archive(
+    State(state): State<AppState>,
+    Path(issue): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let not_found = || {
         message_page(
             &state,
@@ -78,11 +121,19 @@ pub async fn archive(State(state): State<AppState>, Path(issue): Path<String>) -
     let Ok(id) = issue.parse::<i64>() else {
         return not_found();
     };
-    let herald = state.herald();
-    let rendered = match herald.archive_issue(IssueId(id)).await {
-        Ok(Some(rendered)) => rendered,
+    let slot = match state.inner.archive.lock() {
+        Ok(mut cache) => cache.slot(id),
+        Err(_) => Arc::default(),
+    };
+    let page = slot.get_or_try_init(|| render_archive(&state, id)).await;
+    let page = match page {
+        Ok(Some(page)) => Arc::clone(page),
         Ok(None) => return not_found(),
         Err(e) => {
+            // Not cached: the next request tries again.
+            if let Ok(mut cache) = state.inner.archive.lock() {
+                cache.forget(id);
+            }
             tracing::error!(issue = id, error = %e, "archive page");
             return message_page(
                 &state,
@@ -92,16 +143,57 @@ pub async fn archive(State(state): State<AppState>, Path(issue): Path<String>) -
             );
         }
     };
+    let etag =
+        HeaderValue::from_str(&page.etag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == page.etag)
+        });
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::ETAG, etag),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=300"),
+            ),
+        ],
+        page.html.clone(),
+    )
+        .into_response()
+}
+
+async fn render_archive(
+    state: &AppState,
+    id: i64,
+) -> Result<Option<Arc<ArchivePage>>, crate::pipeline::DigestError> {
+    let herald = state.herald();
+    let Some(rendered) = herald.archive_issue(IssueId(id)).await? else {
+        return Ok(None);
+    };
     let nobody = PersonalFields {
         name: None,
         email: String::new(),
         unsubscribe_url: herald.config.site.base_url.to_string(),
     };
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        rendered.html_for(&nobody),
-    )
-        .into_response()
+    let html = rendered.html_for(&nobody);
+    let etag = format!(
+        "\"a{}\"",
+        crate::domain::hex(&Sha256::digest(html.as_bytes())[..12])
+    );
+    Ok(Some(Arc::new(ArchivePage {
+        html: html.into(),
+        etag,
+    })))
 }
 
 /// Liveness: the store answers.
@@ -115,8 +207,36 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus text format, for whoever may read it: with a token, the bearer of it; on
+/// its own listener, anyone who reaches that; otherwise loopback clients only.
+pub async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(token) = &state.inner.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"herald metrics\"")],
+                "metrics need Authorization: Bearer <HERALD_METRICS_TOKEN>\n",
+            )
+                .into_response();
+        }
+    } else if state.herald().config.http.metrics_listen.is_none()
+        && (!peer.ip().is_loopback() || super::client::is_forwarded(&headers))
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            "metrics are served to loopback clients only; set HERALD_METRICS_TOKEN or http.metrics_listen\n",
+        )
+            .into_response();
+    }
     let herald = state.herald();
     let mut gauges = Vec::new();
     if let Ok(n) = herald.store.count_posts(None).await {
@@ -174,4 +294,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

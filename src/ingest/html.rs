@@ -5,6 +5,17 @@
 //! The text and image scanners below read only ammonia's own serialized output, which is
 //! regular (quoted attributes, only `&amp; &lt; &gt; &quot; &nbsp;` escapes), so a linear
 //! scan is enough and a second HTML parse is not needed.
+//!
+//! Serializing is kept linear by hand ([`linear_serialize`]): html5ever 0.40's serializer
+//! scans from every `&`, `<`, `>` and U+0080–U+00FF character to the next `<` or `>` of
+//! the same text node (`write_escaped`), so a text dense in them is quadratic (a 0.5 MB
+//! item of `&amp;x;` took minutes). This needs ammonia's DOM, which it exposes under
+//! `--cfg ammonia_unstable` (set in `.cargo/config.toml`).
+
+#[cfg(not(ammonia_unstable))]
+compile_error!(
+    "herald needs `--cfg ammonia_unstable` (set in its .cargo/config.toml; when RUSTFLAGS is set, add it there)"
+);
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -49,19 +60,86 @@ impl Sanitizer {
     /// there is no base).
     pub fn clean(&self, html: &str, base: Option<&Url>) -> String {
         BASE.with(|b| *b.borrow_mut() = base.cloned());
-        let out = self.content.clean(html).to_string();
+        let document = self.content.clean(html);
         BASE.with(|b| *b.borrow_mut() = None);
-        out
+        linear_serialize(&document)
     }
 
     /// Text that may contain markup or entities (an RSS title) as one line of plain text.
     pub fn inline_text(&self, s: &str) -> String {
         if s.contains('&') || s.contains('<') {
-            fold_line(&html_to_text(&self.inline.clean(s).to_string()))
+            fold_line(&html_to_text(&linear_serialize(&self.inline.clean(s))))
         } else {
             fold_line(s)
         }
     }
+}
+
+/// Text nodes longer than this that hold characters the serializer escapes are split
+/// into pieces of about [`TEXT_PIECE`] bytes.
+const SPLIT_ABOVE: usize = 1024;
+const TEXT_PIECE: usize = 256;
+/// An attribute value whose serialization would cost more than this (length × escaped
+/// characters) is dropped: no real attribute comes near it.
+const ATTRIBUTE_COST_LIMIT: usize = 4_000_000;
+
+/// The cleaned document serialized by html5ever, in time linear in its length: long text
+/// nodes are split first (adjacent text nodes serialize exactly as one, so the output is
+/// the same bytes), and pathological attribute values are dropped.
+fn linear_serialize(document: &ammonia::Document) -> String {
+    use ammonia::rcdom::{Node, NodeData};
+    let mut stack = vec![document.to_dom_node()];
+    while let Some(node) = stack.pop() {
+        if let NodeData::Element { attrs, .. } = &node.data {
+            attrs
+                .borrow_mut()
+                .retain(|a| a.value.len() * escaped_count(&a.value) <= ATTRIBUTE_COST_LIMIT);
+        }
+        let needs_split = node.children.borrow().iter().any(|child| {
+            matches!(&child.data, NodeData::Text { contents }
+                if contents.borrow().len() > SPLIT_ABOVE && escaped_count(&contents.borrow()) > 0)
+        });
+        if needs_split {
+            let children = std::mem::take(&mut *node.children.borrow_mut());
+            let mut split = Vec::with_capacity(children.len());
+            for child in children {
+                let NodeData::Text { contents } = &child.data else {
+                    split.push(child);
+                    continue;
+                };
+                let text = contents.borrow();
+                if text.len() <= SPLIT_ABOVE {
+                    split.push(std::rc::Rc::clone(&child));
+                    continue;
+                }
+                let mut start = 0;
+                while start < text.len() {
+                    let mut end = (start + TEXT_PIECE).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    let piece = text.subtendril(start as u32, (end - start) as u32);
+                    let piece = Node::new(NodeData::Text {
+                        contents: std::cell::RefCell::new(piece),
+                    });
+                    piece.parent.set(Some(std::rc::Rc::downgrade(&node)));
+                    split.push(piece);
+                    start = end;
+                }
+            }
+            *node.children.borrow_mut() = split;
+        }
+        stack.extend(node.children.borrow().iter().cloned());
+    }
+    document.to_string()
+}
+
+/// How many characters html5ever's serializer stops at in `s` (`& < > "` and the lead
+/// byte 0xC2).
+fn escaped_count(s: &str) -> usize {
+    s.bytes()
+        .filter(|b| matches!(b, b'&' | b'<' | b'>' | b'"' | 0xC2))
+        .count()
 }
 
 fn resolve_against_base(url: &str) -> Option<Cow<'_, str>> {
@@ -479,6 +557,36 @@ mod tests {
             decode_attribute("&\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"),
             "&\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}"
         );
+    }
+
+    #[test]
+    fn serializes_split_text_exactly_like_html5ever() {
+        let s = Sanitizer::new();
+        let text = "caf\u{e9} &amp; \u{b7} \u{a0}&lt;b&gt; \u{1f600} ".repeat(400);
+        let html = format!("<p>{text}<b>{text}</b></p><pre>{text}</pre>");
+        assert_eq!(
+            s.clean(&html, None),
+            ammonia::Builder::default()
+                .link_rel(Some("noopener noreferrer"))
+                .clean(&html)
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn pathological_attributes_are_dropped_and_ordinary_ones_kept() {
+        let s = Sanitizer::new();
+        let alt = "&amp;".repeat(20_000);
+        let clean = s.clean(
+            &format!("<img src=\"https://e.org/a.png\" alt=\"{alt}\">"),
+            None,
+        );
+        assert_eq!(clean, "<img src=\"https://e.org/a.png\">");
+        let clean = s.clean(
+            "<img src=\"https://e.org/a.png?a=1&amp;b=2\" alt=\"x &amp; y\">",
+            None,
+        );
+        assert!(clean.contains("alt=\"x &amp; y\""), "{clean}");
     }
 
     #[test]

@@ -11,7 +11,19 @@ use feed_rs::model::{Entry, Feed, FeedType, Link, Text};
 use url::Url;
 
 use super::html::{self, Sanitizer};
-use crate::domain::{NewPost, StableId};
+use crate::domain::{NewPost, StableId, shorten};
+
+/// Longest title stored, in characters (a longer one ends in "…").
+pub const TITLE_MAX_CHARS: usize = 300;
+/// Most of an entry's HTML that is sanitized and stored, in bytes; the rest is cut at a
+/// tag boundary (the sanitizer closes what is left open).
+pub const HTML_MAX_BYTES: usize = 512 * 1024;
+/// Longest feed summary, author and tag kept, in characters.
+const SUMMARY_MAX_CHARS: usize = 4_000;
+const AUTHOR_MAX_CHARS: usize = 200;
+const TAG_MAX_CHARS: usize = 100;
+/// Most tags kept per entry.
+const MAX_TAGS: usize = 50;
 
 /// Feeds with at least this many entries are normalized on several threads.
 const PARALLEL_FROM: usize = 128;
@@ -165,7 +177,9 @@ impl Normalizer {
             (None, Some(summary)) => (to_html(summary), None),
             (None, None) => (String::new(), None),
         };
-        let html = self.sanitizer.clean(raw_html.trim(), content_base);
+        let html = self
+            .sanitizer
+            .clean(cap_html(raw_html.trim()), content_base);
         let text = html::html_to_text(&html);
 
         let raw_title = entry
@@ -173,16 +187,27 @@ impl Normalizer {
             .as_ref()
             .map(|t| self.text_line(t))
             .unwrap_or_default();
+        // A fallback id hashes the text; for a body over the cap that is the text of the
+        // whole body, as it was before bodies were capped (stored ids never change).
+        let has_own_id = !entry.id.trim().is_empty() || url.is_some();
+        let whole_text;
+        let id_text = if !has_own_id && raw_html.trim().len() > HTML_MAX_BYTES {
+            whole_text = html::html_to_text(&self.sanitizer.clean(raw_html.trim(), content_base));
+            &whole_text
+        } else {
+            &text
+        };
         let stable_id = StableId::for_entry(
             Some(entry.id.as_str()),
             url.as_ref().map(Url::as_str),
             &raw_title,
-            &text,
+            id_text,
         );
+        // The id was taken from the whole title; what is stored and shown is capped.
         let title = if raw_title.is_empty() {
             title_from_text(&text)
         } else {
-            raw_title
+            shorten(&raw_title, TITLE_MAX_CHARS)
         };
 
         let author = entry
@@ -195,7 +220,8 @@ impl Normalizer {
                     .map(html::fold_line)
             })
             .filter(|a| !a.is_empty())
-            .or_else(|| feed_author.map(html::fold_line));
+            .or_else(|| feed_author.map(html::fold_line))
+            .map(|a| shorten(&a, AUTHOR_MAX_CHARS));
 
         NewPost {
             stable_id,
@@ -207,7 +233,9 @@ impl Normalizer {
             image: lead_image(entry, content_base).or_else(|| html::first_image(&html)),
             html,
             text,
-            feed_summary: feed_summary.filter(|s| !s.is_empty()),
+            feed_summary: feed_summary
+                .filter(|s| !s.is_empty())
+                .map(|s| shorten(&s, SUMMARY_MAX_CHARS)),
         }
     }
 
@@ -229,12 +257,32 @@ impl Normalizer {
             let name = self
                 .sanitizer
                 .inline_text(category.label.as_deref().unwrap_or(&category.term));
-            let name: String = name.chars().take(100).collect();
+            let name: String = name.chars().take(TAG_MAX_CHARS).collect();
             if !name.is_empty() && !tags.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
                 tags.push(name);
             }
+            if tags.len() == MAX_TAGS {
+                break;
+            }
         }
         tags
+    }
+}
+
+/// At most [`HTML_MAX_BYTES`] of `html`, cut before the last tag that starts before the
+/// limit (so no tag is cut in half).
+fn cap_html(html: &str) -> &str {
+    if html.len() <= HTML_MAX_BYTES {
+        return html;
+    }
+    let mut end = HTML_MAX_BYTES;
+    while !html.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = &html[..end];
+    match cut.rfind('<') {
+        Some(tag) if tag > end / 2 => &cut[..tag],
+        _ => cut,
     }
 }
 
@@ -401,6 +449,35 @@ mod tests {
         let got = posts(feed, None);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].title, "A");
+    }
+
+    #[test]
+    fn huge_titles_and_bodies_are_capped_but_keep_their_id() {
+        let title = "Long ".repeat(200_000);
+        let body = format!("<p>{}</p>", "word ".repeat(300_000));
+        let feed = format!(
+            r#"<rss version="2.0"><channel><title>t</title><item><title>{title}</title><description><![CDATA[{body}]]></description></item></channel></rss>"#
+        );
+        let p = &posts(&feed, None)[0];
+        assert!(
+            p.title.chars().count() <= TITLE_MAX_CHARS,
+            "{}",
+            p.title.len()
+        );
+        assert!(p.title.ends_with('\u{2026}'));
+        assert!(p.html.len() <= HTML_MAX_BYTES + 64, "{}", p.html.len());
+        assert!(
+            p.html.ends_with("</p>"),
+            "the sanitizer closes what the cut left open"
+        );
+        // The fallback id is still the hash of the whole title and the whole text.
+        let sanitizer = Sanitizer::new();
+        let whole_text = html::html_to_text(&sanitizer.clean(&body, None));
+        let whole_title = sanitizer.inline_text(&title);
+        assert_eq!(
+            p.stable_id,
+            StableId::for_entry(None, None, &whole_title, &whole_text)
+        );
     }
 
     #[test]

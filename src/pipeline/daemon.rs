@@ -50,17 +50,26 @@ impl Herald {
         Ok(due)
     }
 
-    /// Polls the sources that are due; enriches and rewrites the feeds when something
-    /// changed; resumes issues with deliveries due (deferred retries, interrupted sends);
-    /// sends each digest whose instant has come. One failing part never stops the rest.
-    #[tracing::instrument(skip_all)]
+    /// One round of everything (what `herald run` and the tests do): [`Self::poll_tick`]
+    /// then [`Self::send_tick`]. The daemon runs the two as separate tasks, so that no
+    /// source can delay a send and no send can delay a poll.
     pub async fn tick(&self, shutdown: watch::Receiver<bool>) -> TickReport {
+        let mut report = self.poll_tick().await;
+        let sent = self.send_tick(shutdown).await;
+        report.digests = sent.digests;
+        report.errors.extend(sent.errors);
+        report
+    }
+
+    /// Polls the sources that are due; enriches and rewrites the feeds when something
+    /// changed (and on the first round, so that a fresh start has feeds to serve).
+    #[tracing::instrument(skip_all)]
+    pub async fn poll_tick(&self) -> TickReport {
         let mut report = TickReport::default();
         match self.poll_due_sources().await {
             Ok(poll) => report.poll = poll,
             Err(e) => report.errors.push(format!("poll: {e}")),
         }
-        // Also on the first tick, so that a fresh start has feeds to serve.
         let first = !self
             .feeds_written
             .swap(true, std::sync::atomic::Ordering::Relaxed);
@@ -74,13 +83,31 @@ impl Herald {
                 Err(e) => report.errors.push(format!("feeds: {e}")),
             }
         }
+        for problem in &report.errors {
+            warn!("{problem}");
+        }
+        report
+    }
+
+    /// Sends the outbox (confirmations), resumes issues with deliveries due (deferred
+    /// retries, interrupted sends) and sends each digest whose instant has come. One
+    /// failing part never stops the rest.
+    #[tracing::instrument(skip_all)]
+    pub async fn send_tick(&self, shutdown: watch::Receiver<bool>) -> TickReport {
+        let mut report = TickReport::default();
+        if let Err(e) = self.send_outbox().await {
+            report.errors.push(format!("outbox: {e}"));
+        }
         if !*shutdown.borrow() {
             match self.resume_sending(shutdown.clone()).await {
-                Ok(runs) => report.digests.extend(
-                    runs.into_iter()
-                        .filter(|r| r.report.is_some_and(|s| s.sent + s.deferred + s.failed > 0)),
-                ),
-                Err(e) => report.errors.push(format!("resuming deliveries: {e}")),
+                Ok(runs) => report.digests.extend(runs.into_iter().filter(|r| {
+                    r.report
+                        .as_ref()
+                        .is_some_and(|s| s.sent + s.deferred + s.failed > 0)
+                })),
+                Err(e) => report
+                    .errors
+                    .push(format!("digest: resuming deliveries: {e}")),
             }
         }
         match self.due_digests().await {
@@ -102,11 +129,7 @@ impl Herald {
             Err(e) => report.errors.push(format!("digest schedules: {e}")),
         }
         for problem in &report.errors {
-            if problem.starts_with("digest") {
-                error!("{problem}");
-            } else {
-                warn!("{problem}");
-            }
+            error!("{problem}");
         }
         report
     }

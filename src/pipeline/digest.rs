@@ -14,12 +14,19 @@ use crate::config::DigestConfig;
 use crate::deliver::message::build_message;
 use crate::deliver::sender::unsubscribe_url;
 use crate::deliver::{self, MessageContext, SendJob, SendReport, SendSettings};
-use crate::domain::token::{SigningKey, TokenPurpose};
+use crate::domain::token::TokenPurpose;
 use crate::domain::{Issue, IssueStatus, Post, PostId, RelatedPost, SubscriberEmail, SubscriberId};
 use crate::render::email::{IssueInput, render_issue};
 use crate::render::{self, PersonalFields, RenderedIssue, Templates};
 use crate::schedule;
 use crate::store::{IssueCreated, LedgerCounts, NewIssue};
+
+/// What a rendering is of: a stored issue, or the next one (dated).
+#[derive(Debug, Clone, Copy)]
+enum Of<'a> {
+    Issue(&'a Issue),
+    Next(DateTime<Utc>),
+}
 
 /// Which period to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +60,12 @@ pub enum DigestError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Keys(#[from] super::SubscriptionError),
+    #[error(
+        "digest \"{digest}\": even with no posts the message is over the relay's limit of {limit} bytes; check the templates"
+    )]
+    TooBig { digest: String, limit: u64 },
     #[error("cannot write the preview to {path}: {source}")]
     Preview {
         path: String,
@@ -71,6 +84,8 @@ pub struct DigestRun {
     pub report: Option<SendReport>,
     pub counts: LedgerCounts,
     pub status: IssueStatus,
+    /// Set when posts were left out of the message to keep it within the relay's size.
+    pub size_note: Option<String>,
 }
 
 /// What a preview wrote.
@@ -107,32 +122,6 @@ impl Herald {
                 source,
             }
         })
-    }
-
-    /// The key that signs unsubscribe and confirm links: `HERALD_SECRET`, or else one
-    /// herald generated once and keeps in the store.
-    pub async fn signing_key(&self) -> Result<SigningKey, crate::store::Error> {
-        if let Some(secret) = &self.secrets.signing_secret {
-            return Ok(SigningKey::new(secret.as_bytes()));
-        }
-        let mut generated = false;
-        let secret = self
-            .store
-            .setting_or_insert("signing_secret", || {
-                generated = true;
-                let mut bytes = [0u8; 32];
-                // Without randomness there is no safe secret; an empty one would be worse.
-                getrandom::fill(&mut bytes)
-                    .unwrap_or_else(|e| panic!("no system randomness for the signing secret: {e}"));
-                crate::domain::hex(&bytes)
-            })
-            .await?;
-        if generated {
-            warn!(
-                "HERALD_SECRET is not set: generated a signing secret and stored it in the database"
-            );
-        }
-        Ok(SigningKey::new(secret.as_bytes()))
     }
 
     /// Creates the issue for a period (or finds it) and sends its due deliveries.
@@ -181,7 +170,7 @@ impl Herald {
                 };
                 let related = self.related_for(&posts).await?;
                 let rendered = self
-                    .render(&templates, &digest, due_at, &posts, &related, None)
+                    .render(&templates, &digest, Of::Next(due_at), &posts, &related, 0)
                     .await?;
                 let new = NewIssue {
                     digest: digest.name.clone(),
@@ -203,11 +192,13 @@ impl Herald {
         };
 
         let mut report = None;
+        let mut size_note = None;
         if issue.status == IssueStatus::Sending {
-            report = Some(
-                self.send_existing(&digest, &templates, &issue, shutdown)
-                    .await?,
-            );
+            let (sent, note) = self
+                .send_existing(&digest, &templates, &issue, shutdown)
+                .await?;
+            report = Some(sent);
+            size_note = note;
         }
         let status = self
             .store
@@ -221,6 +212,7 @@ impl Herald {
             report,
             counts,
             status,
+            size_note,
         })
     }
 
@@ -257,7 +249,7 @@ impl Herald {
                 continue;
             };
             let templates = self.templates_for(&digest)?;
-            let report = self
+            let (report, size_note) = self
                 .send_existing(&digest, &templates, &issue, shutdown.clone())
                 .await?;
             let status = self
@@ -272,6 +264,7 @@ impl Herald {
                 report: Some(report),
                 counts,
                 status,
+                size_note,
             });
         }
         Ok(runs)
@@ -283,29 +276,23 @@ impl Herald {
         templates: &Templates,
         issue: &Issue,
         shutdown: watch::Receiver<bool>,
-    ) -> Result<SendReport, DigestError> {
+    ) -> Result<(SendReport, Option<String>), DigestError> {
         let posts = self.store.posts_by_ids(&issue.post_ids).await?;
         let related = self.related_for(&posts).await?;
-        let mut rendered = self
-            .render(
-                templates,
-                digest,
-                issue.due_at,
-                &posts,
-                &related,
-                Some(issue),
-            )
-            .await?;
-        // The subject was fixed when the issue was created.
-        rendered.subject = issue.subject.clone();
-        let ctx = self.message_context(digest)?;
         self.transport
             .prepare()
             .map_err(|source| DigestError::Deliver {
                 digest: digest.name.clone(),
                 source,
             })?;
-        let key = self.signing_key().await?;
+        let limit = self.transport.size_limit().await;
+        let (mut rendered, size_note) = self
+            .render_within(templates, digest, issue, &posts, &related, limit)
+            .await?;
+        // The subject was fixed when the issue was created.
+        rendered.subject = issue.subject.clone();
+        let ctx = self.message_context(digest)?;
+        let key = self.signing_keys().await?.current().clone();
         let smtp = &self.config.smtp;
         let settings = SendSettings {
             concurrency: smtp.max_connections,
@@ -344,15 +331,73 @@ impl Herald {
             "issue sent"
         );
         if report.failed > 0 || report.bounced > 0 {
+            let reason = report.reasons.first().map_or("", |(r, _)| r.as_str());
             warn!(
                 digest = %digest.name,
                 issue = issue.id.0,
                 failed = report.failed,
                 bounced = report.bounced,
+                first_reason = reason,
                 "some deliveries failed for good (`herald digest status` lists the ledger)"
             );
         }
-        Ok(report)
+        Ok((report, size_note))
+    }
+
+    /// The issue rendered with as many of its posts (in order) as keep every message
+    /// within `limit` bytes, and a note when some were left out (they stay on the issue's
+    /// web page).
+    async fn render_within(
+        &self,
+        templates: &Templates,
+        digest: &DigestConfig,
+        issue: &Issue,
+        posts: &[Post],
+        related: &HashMap<PostId, Vec<RelatedPost>>,
+        limit: u64,
+    ) -> Result<(RenderedIssue, Option<String>), DigestError> {
+        let budget = usize::try_from(limit).unwrap_or(usize::MAX);
+        let render = |count: usize| {
+            self.render(
+                templates,
+                digest,
+                Of::Issue(issue),
+                &posts[..count],
+                related,
+                posts.len() - count,
+            )
+        };
+        let full = render(posts.len()).await?;
+        let full_size = full.max_message_size();
+        if full_size <= budget {
+            return Ok((full, None));
+        }
+        // The most posts that fit: fits(lo) is unknown, fits(hi) is false.
+        let (mut lo, mut hi) = (0, posts.len());
+        let mut best = None;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let rendered = render(mid).await?;
+            if rendered.max_message_size() <= budget {
+                best = Some((mid, rendered));
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let Some((kept, rendered)) = best else {
+            return Err(DigestError::TooBig {
+                digest: digest.name.clone(),
+                limit,
+            });
+        };
+        let note = format!(
+            "the issue would be up to {full_size} bytes, over the relay's limit of {limit}: {} of its {} posts are left out of the email (the web page has them all)",
+            posts.len() - kept,
+            posts.len()
+        );
+        warn!(digest = %digest.name, issue = issue.id.0, kept, posts = posts.len(), limit, "{note}");
+        Ok((rendered, Some(note)))
     }
 
     /// Renders the next issue of a digest to files, without touching the ledger: the
@@ -370,13 +415,15 @@ impl Herald {
             .await?;
         let related = self.related_for(&posts).await?;
         let rendered = self
-            .render(&templates, &digest, now, &posts, &related, None)
+            .render(&templates, &digest, Of::Next(now), &posts, &related, 0)
             .await?;
-        let key = self.signing_key().await?;
+        let keys = self.signing_keys().await?;
         let email = SubscriberEmail::parse("preview@example.org")
             .unwrap_or_else(|_| unreachable!("a valid address"));
         let id = SubscriberId(0);
-        let token = key.sign(TokenPurpose::Unsubscribe, id, email.as_str());
+        let token = keys
+            .current()
+            .sign(TokenPurpose::Unsubscribe, id, "preview0", email.as_str());
         let fields = PersonalFields {
             name: Some("Preview Reader".into()),
             email: email.as_str().to_owned(),
@@ -440,14 +487,7 @@ impl Herald {
         let posts = self.store.posts_by_ids(&issue.post_ids).await?;
         let related = self.related_for(&posts).await?;
         let mut rendered = self
-            .render(
-                &templates,
-                &digest,
-                issue.due_at,
-                &posts,
-                &related,
-                Some(&issue),
-            )
+            .render(&templates, &digest, Of::Issue(&issue), &posts, &related, 0)
             .await?;
         rendered.subject = issue.subject;
         Ok(Some(rendered))
@@ -482,11 +522,15 @@ impl Herald {
         &self,
         templates: &Templates,
         digest: &DigestConfig,
-        date: DateTime<Utc>,
+        of: Of<'_>,
         posts: &[Post],
         related: &HashMap<PostId, Vec<RelatedPost>>,
-        issue: Option<&Issue>,
+        omitted: usize,
     ) -> Result<RenderedIssue, DigestError> {
+        let (date, issue) = match of {
+            Of::Issue(issue) => (issue.due_at, Some(issue)),
+            Of::Next(date) => (date, None),
+        };
         let mut titles: HashMap<String, String> = HashMap::new();
         for row in self.store.sources().await? {
             let configured = self
@@ -512,6 +556,7 @@ impl Herald {
             related,
             source_titles: &titles,
             view_online_url,
+            omitted,
         };
         render_issue(templates, &input).map_err(|source| DigestError::Template {
             digest: digest.name.clone(),

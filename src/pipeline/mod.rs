@@ -22,7 +22,7 @@ pub use daemon::TickReport;
 
 pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
 pub use feeds::{FeedError, FeedFile};
-pub use subscription::SignUp;
+pub use subscription::{ConfirmLink, OutboxReport, SignUp, SubscriptionError};
 
 use crate::clock::SharedClock;
 use crate::config::Secrets;
@@ -54,6 +54,8 @@ pub struct Herald {
     feeds_written: Arc<std::sync::atomic::AtomicBool>,
     /// The related-posts index, loaded on first use and then kept up to date.
     related: Arc<tokio::sync::Mutex<Option<RelatedIndex>>>,
+    /// One pass over the outbox at a time in this process (claims guard the rest).
+    outbox_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Which posts to enrich.
@@ -87,6 +89,8 @@ pub enum Error {
     Panicked(String),
     #[error(transparent)]
     Deliver(#[from] crate::deliver::Error),
+    #[error(transparent)]
+    Secret(#[from] crate::config::WeakSecret),
 }
 
 /// What happened to one source in a poll.
@@ -157,6 +161,9 @@ impl Herald {
         clock: SharedClock,
         secrets: Secrets,
     ) -> Result<Self, Error> {
+        for warning in secrets.check()? {
+            warn!("{warning}");
+        }
         let store = Store::open(&config.store.url).await?;
         store.sync_sources(&config.sources, clock.now()).await?;
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
@@ -174,6 +181,7 @@ impl Herald {
             normalizer: Arc::new(Normalizer::new()),
             enricher,
             related: Arc::new(tokio::sync::Mutex::new(None)),
+            outbox_lock: Arc::default(),
         })
     }
 
@@ -241,16 +249,23 @@ impl Herald {
                 .filter(|s| s.enabled && due.as_ref().is_none_or(|due| due.contains(&s.name)))
                 .collect(),
         };
-        let mut sources: Vec<SourcePoll> = futures_util::stream::iter(selected)
-            .map(|source| {
-                let id = ids[&source.name];
-                async move {
-                    SourcePoll {
-                        name: source.name.clone(),
-                        outcome: self.poll_source(source, id).await,
-                    }
-                }
-            })
+        // Owned configs and boxed futures: the stream must be Send for any lifetime when
+        // a round runs as its own task.
+        let jobs: Vec<(SourceConfig, SourceId)> = selected
+            .into_iter()
+            .map(|s| (s.clone(), ids[&s.name]))
+            .collect();
+        let mut sources: Vec<SourcePoll> = futures_util::stream::iter(jobs)
+            .map(
+                |(source, id)| -> futures_util::future::BoxFuture<'_, SourcePoll> {
+                    Box::pin(async move {
+                        SourcePoll {
+                            outcome: self.poll_source(&source, id).await,
+                            name: source.name,
+                        }
+                    })
+                },
+            )
             .buffer_unordered(self.config.ingest.concurrency)
             .collect()
             .await;

@@ -1,35 +1,120 @@
 //! The subscriber lifecycle behind the web pages: sign up (double opt-in), confirm,
-//! unsubscribe. Tokens are HMAC-signed and bound to the subscriber and the purpose.
+//! unsubscribe, and the outbox that carries confirmation mail.
+//!
+//! A sign-up changes no subscriber: it records a confirmation request (what it asks
+//! for) and queues its mail in one transaction; only following the link applies it, once,
+//! before it expires (`http.confirm_ttl`). So a stranger who signs up someone else's
+//! address, known or not, changes nothing about it (DESIGN, invariant 5). The outbox is
+//! sent right after a sign-up and again by the daemon, so a confirmation survives a
+//! crash or a relay that is down.
 
-use lettre::message::{Mailbox, MultiPart};
-use tracing::{debug, warn};
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
 
 use super::Herald;
-use crate::domain::token::{SigningKey, TokenPurpose};
-use crate::domain::{Subscriber, SubscriberEmail, SubscriberStatus};
+use crate::deliver::message::{Transactional, build_transactional};
+use crate::deliver::sender::retry_delay;
+use crate::deliver::{MessageContext, SendError};
+use crate::domain::token::{KeyRing, ParsedToken, SigningKey, TokenPurpose, new_nonce};
+use crate::domain::{Subscriber, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::ingest::html::escape_into;
-use crate::store::AddOutcome;
+use crate::store::{ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest};
 
 /// What a sign-up did (for logs and tests; the web page says the same in every case, so
 /// that it does not reveal whether an address is known).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignUp {
-    /// A confirmation email went out (new, pending or formerly unsubscribed address).
-    ConfirmationSent,
-    /// The address was already confirmed: nothing sent.
-    AlreadyConfirmed,
+    /// A confirmation mail is queued; `known` when the address was known already.
+    ConfirmationQueued { known: bool },
+    /// The address bounced before: no confirmation can revive it, so nothing is sent.
+    Bounced,
+}
+
+/// Why a subscription action could not be carried out (a failure of ours, never of the
+/// visitor's input).
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("no system randomness: {0}")]
+    Randomness(String),
+    #[error("the sender address is not usable: {0}")]
+    Sender(#[from] crate::deliver::Error),
+}
+
+/// What a confirm link is, before or after it is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmLink {
+    /// Signed, unused, unexpired: following it (POST) confirms.
+    Ready,
+    /// What following it did or would do.
+    Done(ConfirmOutcome),
+    /// Not a link herald signed (or its subscriber is gone).
+    Invalid,
+}
+
+/// What one pass over the outbox did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxReport {
+    pub sent: u64,
+    pub deferred: u64,
+    pub failed: u64,
+}
+
+/// Items read from the outbox at a time.
+const OUTBOX_BATCH: usize = 100;
+
+/// A confirm token resolved to its subscriber and request.
+enum ConfirmTarget {
+    Request(Subscriber, Confirmation),
+    /// A link mailed before confirmation requests existed.
+    Legacy(Subscriber),
 }
 
 impl Herald {
-    /// Records a sign-up as pending (digests: those named, or all) and emails a link to
-    /// confirm it. A confirmed address only gains the digests named.
+    /// The keys for links: `HERALD_SECRET` (or, without it, a secret herald generated
+    /// once and keeps in the store) signs; `HERALD_SECRET_PREVIOUS` and a generated secret
+    /// that `HERALD_SECRET` replaced still verify, so that mailed links keep working.
+    pub async fn signing_keys(&self) -> Result<KeyRing, SubscriptionError> {
+        let stored = self.store.setting("signing_secret").await?;
+        let (current, mut older) = match (&self.secrets.signing_secret, stored) {
+            (Some(secret), stored) => (
+                SigningKey::new(secret.as_bytes()),
+                stored
+                    .map(|s| vec![SigningKey::new(s.as_bytes())])
+                    .unwrap_or_default(),
+            ),
+            (None, Some(stored)) => (SigningKey::new(stored.as_bytes()), Vec::new()),
+            (None, None) => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| SubscriptionError::Randomness(e.to_string()))?;
+                let fresh = crate::domain::hex(&bytes);
+                let secret = self
+                    .store
+                    .setting_or_insert("signing_secret", || fresh)
+                    .await?;
+                warn!(
+                    "HERALD_SECRET is not set: generated a signing secret and stored it in the database"
+                );
+                (SigningKey::new(secret.as_bytes()), Vec::new())
+            }
+        };
+        if let Some(previous) = &self.secrets.previous_secret {
+            older.push(SigningKey::new(previous.as_bytes()));
+        }
+        Ok(KeyRing::new(current, older))
+    }
+
+    /// Records a sign-up (digests: those named that exist, or all) and sends the mail
+    /// with its confirm link. Nothing about a known address changes here.
     #[tracing::instrument(skip_all)]
     pub async fn sign_up(
         &self,
         email: &SubscriberEmail,
-        name: Option<&str>,
+        name: Option<&SubscriberName>,
         digests: &[String],
-    ) -> Result<SignUp, String> {
+    ) -> Result<SignUp, SubscriptionError> {
         let all: Vec<String> = self.config.digests.iter().map(|d| d.name.clone()).collect();
         // Names the site does not have are ignored; none left means every digest.
         let named: Vec<String> = digests
@@ -38,161 +123,309 @@ impl Herald {
             .cloned()
             .collect();
         let digests = if named.is_empty() { all } else { named };
+        let nonce = new_nonce().map_err(|e| SubscriptionError::Randomness(e.to_string()))?;
         let now = self.clock.now();
-        let outcome = self
+        let ttl = chrono::Duration::from_std(self.config.http.confirm_ttl)
+            .unwrap_or(chrono::Duration::days(7));
+        let domain = self.message_domain();
+        let record = self
             .store
-            .add_subscriber(email, name, &digests, SubscriberStatus::Pending, now)
-            .await
-            .map_err(|e| e.to_string())?;
-        let subscriber = self
-            .store
-            .subscriber(outcome.id())
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("subscriber vanished")?;
-        if subscriber.status == SubscriberStatus::Confirmed {
-            debug!(to = %email.masked(), added = matches!(outcome, AddOutcome::Updated(_)), "sign-up for a confirmed address");
-            return Ok(SignUp::AlreadyConfirmed);
+            .record_sign_up(&SignUpRequest {
+                email,
+                name: name.map(SubscriberName::as_str),
+                digests: &digests,
+                nonce: &nonce,
+                message_domain: &domain,
+                now,
+                expires_at: now + ttl,
+            })
+            .await?;
+        let known = match record {
+            SignUpRecord::Bounced(_) => {
+                debug!(to = %email.masked(), "sign-up for a bounced address: nothing sent");
+                return Ok(SignUp::Bounced);
+            }
+            SignUpRecord::New(_) => false,
+            SignUpRecord::Known(..) => true,
+        };
+        if let Err(e) = self.send_outbox().await {
+            // Queued: the daemon sends it on its next round.
+            warn!(error = %e, "the outbox could not be sent now");
         }
-        self.send_confirmation(&subscriber).await?;
-        Ok(SignUp::ConfirmationSent)
+        Ok(SignUp::ConfirmationQueued { known })
     }
 
-    async fn send_confirmation(&self, subscriber: &Subscriber) -> Result<(), String> {
-        let key = self.signing_key().await.map_err(|e| e.to_string())?;
-        let token = key.sign(
+    /// Sends what is due in the outbox (confirmations), each at most once: an item is
+    /// claimed first, marked sent only after the server's 250, retried with backoff after
+    /// a temporary failure.
+    pub async fn send_outbox(&self) -> Result<OutboxReport, SubscriptionError> {
+        let _one_at_a_time = self.outbox_lock.lock().await;
+        let mut report = OutboxReport::default();
+        loop {
+            let now = self.clock.now();
+            let items = self.store.outbox_due(now, OUTBOX_BATCH).await?;
+            let full = items.len() == OUTBOX_BATCH;
+            if items.is_empty() {
+                break;
+            }
+            let keys = self.signing_keys().await?;
+            let ctx = self.transactional_context()?;
+            self.transport.prepare()?;
+            for item in items {
+                if !self.store.claim_outbox(item.id, now).await? {
+                    continue;
+                }
+                let result = self.send_outbox_item(&item, &keys, &ctx, now).await;
+                let now = self.clock.now();
+                match result {
+                    Ok(reply) => {
+                        self.store
+                            .finish_outbox(item.id, true, &reply, None, now)
+                            .await?;
+                        report.sent += 1;
+                    }
+                    Err(e)
+                        if e.is_transient()
+                            && item.attempts + 1 < self.config.smtp.retry_attempts.max(1) =>
+                    {
+                        let at =
+                            now + retry_delay(std::time::Duration::from_secs(60), item.attempts);
+                        self.store
+                            .finish_outbox(item.id, false, &e.reply, Some(at), now)
+                            .await?;
+                        report.deferred += 1;
+                    }
+                    Err(e) => {
+                        warn!(kind = %item.kind, reply = %e.reply, "a transactional mail failed for good");
+                        self.store
+                            .finish_outbox(item.id, false, &e.reply, None, now)
+                            .await?;
+                        report.failed += 1;
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if report != OutboxReport::default() {
+            info!(
+                sent = report.sent,
+                deferred = report.deferred,
+                failed = report.failed,
+                "outbox"
+            );
+        }
+        Ok(report)
+    }
+
+    async fn send_outbox_item(
+        &self,
+        item: &OutboxItem,
+        keys: &KeyRing,
+        ctx: &MessageContext,
+        now: DateTime<Utc>,
+    ) -> Result<String, SendError> {
+        let (Some(nonce), Some(expires_at)) =
+            (&item.confirmation_nonce, item.confirmation_expires_at)
+        else {
+            return Err(SendError::local(
+                format!("unknown outbox item kind \"{}\"", item.kind),
+                false,
+            ));
+        };
+        if expires_at <= now {
+            return Err(SendError::local(
+                "not sent: its confirm link expired before it could be sent",
+                false,
+            ));
+        }
+        let token = keys.current().sign(
             TokenPurpose::Confirm,
-            subscriber.id,
-            subscriber.email.as_str(),
+            item.subscriber_id,
+            nonce,
+            item.email.as_str(),
         );
         let url = format!("{}confirm/{token}", self.config.site.base_url);
         let site = &self.config.site.title;
+        let days = ((expires_at - now).num_hours() + 23) / 24;
+        let days = days.max(1);
         let text = format!(
             "Someone, hopefully you, asked for the {site} digest at this address.\n\n\
-             Confirm the subscription:\n{url}\n\n\
-             If it was not you, ignore this email: nothing more will be sent.\n"
+             Confirm the subscription (the link works for {days} day{s}):\n{url}\n\n\
+             If it was not you, ignore this email: nothing changes and nothing more will be sent.\n",
+            s = if days == 1 { "" } else { "s" }
         );
         let mut html = String::from("<p>Someone, hopefully you, asked for the ");
         escape_into(&mut html, site);
         html.push_str(" digest at this address.</p><p><a href=\"");
         escape_into(&mut html, &url);
-        html.push_str("\">Confirm the subscription</a></p><p>If it was not you, ignore this email: nothing more will be sent.</p>");
-
-        let smtp = &self.config.smtp;
-        let from: Mailbox = smtp.from.parse().map_err(|e| format!("smtp.from: {e}"))?;
-        let to = Mailbox::new(
-            subscriber.name.clone(),
-            subscriber
-                .email
-                .as_str()
-                .parse()
-                .map_err(|e| format!("{e}"))?,
-        );
-        let envelope_from = match &smtp.bounce_address {
-            Some(b) => {
-                b.parse::<Mailbox>()
-                    .map_err(|e| format!("smtp.bounce_address: {e}"))?
-                    .email
-            }
-            None => from.email.clone(),
-        };
-        let envelope = lettre::address::Envelope::new(Some(envelope_from), vec![to.email.clone()])
-            .map_err(|e| e.to_string())?;
-        let mut nonce = [0u8; 6];
-        let _ = getrandom::fill(&mut nonce);
-        let message = lettre::Message::builder()
-            .from(from)
-            .to(to)
-            .subject(format!("Confirm your subscription to {site}"))
-            .date(self.clock.now().into())
-            .message_id(Some(format!(
-                "<herald.confirm.{}.{}@{}>",
-                subscriber.id,
-                crate::domain::hex(&nonce),
-                self.message_domain()
-            )))
-            .envelope(envelope.clone())
-            .multipart(MultiPart::alternative_plain_html(text, html))
-            .map_err(|e| e.to_string())?;
-        self.transport.prepare().map_err(|e| e.to_string())?;
-        let stem = format!("confirm-{}-{}", subscriber.id, crate::domain::hex(&nonce));
-        match self
-            .transport
-            .send(&envelope, &message.formatted(), &stem)
+        html.push_str("\">Confirm the subscription</a></p><p>If it was not you, ignore this email: nothing changes and nothing more will be sent.</p>");
+        let subject = format!("Confirm your subscription to {site}");
+        let message = build_transactional(
+            ctx,
+            Transactional {
+                to: &item.email,
+                name: item.name.as_deref(),
+                subject: &subject,
+                text,
+                html,
+                message_id: &item.message_id,
+                date: now,
+            },
+        )
+        .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
+        let stem = format!("confirm-{}-{}", item.subscriber_id, item.id);
+        self.transport
+            .send(&message.envelope, &message.bytes, &stem)
             .await
-        {
-            Ok(_) => {
-                debug!(to = %subscriber.email.masked(), "confirmation sent");
-                Ok(())
-            }
-            Err(e) => {
-                // Recovered by the subscriber signing up again; the reason matters to the
-                // operator when the relay is at fault.
-                warn!(reply = %e.reply, "a confirmation email was not sent");
-                Err(e.reply)
-            }
-        }
     }
 
-    /// Confirms the subscriber a confirm token names; `None` for a bad token.
-    pub async fn confirm(&self, token: &str) -> Result<Option<Subscriber>, String> {
-        self.act_on_token(token, TokenPurpose::Confirm, SubscriberStatus::Confirmed)
-            .await
+    fn transactional_context(&self) -> Result<MessageContext, crate::deliver::Error> {
+        let smtp = &self.config.smtp;
+        MessageContext::new(
+            &smtp.from,
+            smtp.reply_to.as_deref(),
+            smtp.bounce_address.as_deref(),
+            &self.config.site.title,
+            "confirm",
+            &self.message_domain(),
+        )
+    }
+
+    /// What a confirm link is (the page shown before its button is pressed).
+    pub async fn check_confirm_link(&self, token: &str) -> Result<ConfirmLink, SubscriptionError> {
+        let now = self.clock.now();
+        Ok(match self.confirm_target(token).await? {
+            None => ConfirmLink::Invalid,
+            Some(ConfirmTarget::Request(subscriber, request)) => {
+                if request.used_at.is_some() {
+                    ConfirmLink::Done(ConfirmOutcome::Used)
+                } else if subscriber.status == SubscriberStatus::Bounced {
+                    ConfirmLink::Done(ConfirmOutcome::Bounced)
+                } else if request.expires_at <= now {
+                    ConfirmLink::Done(ConfirmOutcome::Expired)
+                } else {
+                    ConfirmLink::Ready
+                }
+            }
+            Some(ConfirmTarget::Legacy(subscriber)) => match subscriber.status {
+                SubscriberStatus::Pending if subscriber.created_at + self.confirm_ttl() > now => {
+                    ConfirmLink::Ready
+                }
+                SubscriberStatus::Pending => ConfirmLink::Done(ConfirmOutcome::Expired),
+                SubscriberStatus::Confirmed => ConfirmLink::Done(ConfirmOutcome::AlreadyConfirmed),
+                SubscriberStatus::Bounced => ConfirmLink::Done(ConfirmOutcome::Bounced),
+                SubscriberStatus::Unsubscribed => ConfirmLink::Done(ConfirmOutcome::Used),
+            },
+        })
+    }
+
+    /// Follows a confirm link: applies its request once; `None` for a link herald did not
+    /// sign.
+    pub async fn confirm(&self, token: &str) -> Result<Option<ConfirmOutcome>, SubscriptionError> {
+        let now = self.clock.now();
+        let outcome = match self.confirm_target(token).await? {
+            None => return Ok(None),
+            Some(ConfirmTarget::Request(_, request)) => {
+                let configured: Vec<String> =
+                    self.config.digests.iter().map(|d| d.name.clone()).collect();
+                self.store
+                    .apply_confirmation(request.id, &configured, now)
+                    .await?
+            }
+            Some(ConfirmTarget::Legacy(subscriber)) => {
+                self.store
+                    .confirm_legacy(subscriber.id, self.confirm_ttl(), now)
+                    .await?
+            }
+        };
+        debug!(?outcome, "confirm link followed");
+        Ok(Some(outcome))
+    }
+
+    fn confirm_ttl(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.config.http.confirm_ttl)
+            .unwrap_or(chrono::Duration::days(7))
+    }
+
+    async fn confirm_target(
+        &self,
+        token: &str,
+    ) -> Result<Option<ConfirmTarget>, SubscriptionError> {
+        let Some((subscriber, parsed_nonce)) = self.verified(token, TokenPurpose::Confirm).await?
+        else {
+            return Ok(None);
+        };
+        Ok(match parsed_nonce {
+            None => Some(ConfirmTarget::Legacy(subscriber)),
+            Some(nonce) => self
+                .store
+                .confirmation(subscriber.id, &nonce)
+                .await?
+                .map(|request| ConfirmTarget::Request(subscriber, request)),
+        })
     }
 
     /// Unsubscribes the subscriber an unsubscribe token names (idempotent); `None` for a
     /// bad token.
-    pub async fn unsubscribe(&self, token: &str) -> Result<Option<Subscriber>, String> {
-        self.act_on_token(
-            token,
-            TokenPurpose::Unsubscribe,
-            SubscriberStatus::Unsubscribed,
-        )
-        .await
+    pub async fn unsubscribe(&self, token: &str) -> Result<Option<Subscriber>, SubscriptionError> {
+        let Some(subscriber) = self
+            .token_subscriber(token, TokenPurpose::Unsubscribe)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .set_subscriber_status(
+                subscriber.id,
+                SubscriberStatus::Unsubscribed,
+                self.clock.now(),
+            )
+            .await?
+        {
+            debug!(to = %subscriber.email.masked(), "unsubscribed");
+        }
+        Ok(self.store.subscriber(subscriber.id).await?)
     }
 
-    /// Whether a token is good, without acting on it (the unsubscribe page's GET).
+    /// The subscriber an unsubscribe token names, if it is good, without acting on it
+    /// (the unsubscribe page's GET).
     pub async fn token_subscriber(
         &self,
         token: &str,
         purpose: TokenPurpose,
-    ) -> Result<Option<Subscriber>, String> {
-        let Some(id) = SigningKey::claimed_id(token) else {
+    ) -> Result<Option<Subscriber>, SubscriptionError> {
+        let Some((subscriber, nonce)) = self.verified(token, purpose).await? else {
             return Ok(None);
         };
-        let Some(subscriber) = self.store.subscriber(id).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
+        // A v2 unsubscribe link carries the subscriber's own nonce.
+        let nonce_matches = match (&nonce, &subscriber.token_nonce) {
+            (None, _) => true,
+            (Some(given), Some(stored)) => given == stored,
+            (Some(_), None) => false,
         };
-        let key = self.signing_key().await.map_err(|e| e.to_string())?;
-        Ok(key
-            .verify(token, purpose, subscriber.id, subscriber.email.as_str())
-            .then_some(subscriber))
+        Ok(nonce_matches.then_some(subscriber))
     }
 
-    async fn act_on_token(
+    /// The subscriber whose key signed `token` for `purpose`, and the token's nonce.
+    async fn verified(
         &self,
         token: &str,
         purpose: TokenPurpose,
-        status: SubscriberStatus,
-    ) -> Result<Option<Subscriber>, String> {
-        let Some(subscriber) = self.token_subscriber(token, purpose).await? else {
+    ) -> Result<Option<(Subscriber, Option<String>)>, SubscriptionError> {
+        let Some(parsed) = ParsedToken::parse(token) else {
             return Ok(None);
         };
-        // A bounced address is not revived by an old confirm link.
-        if status == SubscriberStatus::Confirmed && subscriber.status == SubscriberStatus::Bounced {
-            return Ok(Some(subscriber));
+        let Some(subscriber) = self.store.subscriber(parsed.id).await? else {
+            return Ok(None);
+        };
+        let keys = self.signing_keys().await?;
+        if !keys.verify(&parsed, purpose, subscriber.email.as_str()) {
+            return Ok(None);
         }
-        if self
-            .store
-            .set_subscriber_status(subscriber.id, status, self.clock.now())
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            debug!(to = %subscriber.email.masked(), status = status.as_str(), "subscriber status changed");
-        }
-        self.store
-            .subscriber(subscriber.id)
-            .await
-            .map_err(|e| e.to_string())
+        let nonce = parsed.nonce.map(str::to_owned);
+        Ok(Some((subscriber, nonce)))
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{Error, Templates, related_links, text};
 use crate::config::{DigestConfig, SiteConfig};
-use crate::domain::{Post, PostId, RelatedPost};
+use crate::domain::{Post, PostId, RelatedPost, shorten};
 use crate::ingest::html::escape_into;
 
 /// Columns the text part is wrapped at.
@@ -34,6 +34,31 @@ pub struct IssueInput<'a> {
     pub source_titles: &'a HashMap<String, String>,
     /// The issue's "view online" page.
     pub view_online_url: String,
+    /// Posts of the issue left out of this rendering to keep the message within the
+    /// relay's size (they are on the "view online" page).
+    pub omitted: usize,
+}
+
+/// Longest subject, in characters; longer ones end in "…".
+pub const SUBJECT_MAX_CHARS: usize = 150;
+/// Longest post title and summary shown, in characters (stored posts older than the
+/// ingest caps may be longer).
+const TITLE_MAX_CHARS: usize = 300;
+const SUMMARY_MAX_CHARS: usize = 1_500;
+/// Bytes allowed for one personal field (name, address, unsubscribe URL, greeting) when
+/// estimating a message's size.
+const FIELD_BYTES: usize = 1_200;
+/// Bytes allowed for the headers when estimating a message's size.
+const HEADER_BYTES: usize = 8 * 1024;
+
+/// A subject of at most [`SUBJECT_MAX_CHARS`] characters on one line.
+pub fn cap_subject(subject: &str) -> String {
+    let line: String = subject
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    crate::domain::shorten(&line, SUBJECT_MAX_CHARS)
 }
 
 /// A subscriber's fields, put into the rendered issue.
@@ -196,6 +221,18 @@ impl Personalized {
         out
     }
 
+    /// The most bytes [`Self::fill_quoted_printable`] can produce, with every field at most
+    /// [`FIELD_BYTES`] long.
+    fn max_encoded_len(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(_, qp) => qp.len(),
+                Segment::Field(_) => FIELD_BYTES,
+            })
+            .sum()
+    }
+
     /// The output for one subscriber, quoted-printable encoded (CRLF line ends) for a
     /// MIME part.
     pub fn fill_quoted_printable(&self, fields: &PersonalFields) -> Vec<u8> {
@@ -262,6 +299,20 @@ impl RenderedIssue {
         }
     }
 
+    /// An upper bound of a whole message's size for any subscriber (names and addresses
+    /// within their limits): both parts encoded, MIME boundaries and headers.
+    pub fn max_message_size(&self) -> usize {
+        let html = self
+            .html_named
+            .max_encoded_len()
+            .max(self.html_anonymous.max_encoded_len());
+        let text = self
+            .text_named
+            .max_encoded_len()
+            .max(self.text_anonymous.max_encoded_len());
+        html + text + HEADER_BYTES
+    }
+
     pub fn html_for(&self, fields: &PersonalFields) -> String {
         if has_name(fields) {
             self.html_named.fill(fields)
@@ -291,7 +342,7 @@ pub fn render_issue(templates: &Templates, input: &IssueInput<'_>) -> Result<Ren
         &input.digest.subject,
         &base,
     )?;
-    let subject = crate::ingest::html::fold_line(&subject);
+    let subject = cap_subject(&subject);
     let mut base = base;
     base["subject"] = json!(subject);
     let name = &input.digest.template;
@@ -346,7 +397,12 @@ fn issue_view(input: &IssueInput<'_>) -> Value {
         .map(|p| post_view(p, input, tz))
         .collect();
     let preheader = {
-        let titles: Vec<&str> = input.posts.iter().map(|p| p.title.as_str()).collect();
+        let titles: Vec<String> = input
+            .posts
+            .iter()
+            .take(20)
+            .map(|p| shorten(&p.title, 140))
+            .collect();
         let mut s = titles.join(" \u{b7} ");
         if s.chars().count() > 140 {
             s = s.chars().take(139).collect::<String>() + "\u{2026}";
@@ -368,6 +424,8 @@ fn issue_view(input: &IssueInput<'_>) -> Value {
         "preheader": preheader,
         "one_post": input.posts.len() == 1,
         "posts": posts,
+        "omitted": input.omitted,
+        "one_omitted": input.omitted == 1,
         "why": format!(
             "You are receiving this because you subscribed to the {} digest of {}.",
             input.digest.name, input.site.title
@@ -377,14 +435,15 @@ fn issue_view(input: &IssueInput<'_>) -> Value {
 
 fn post_view(post: &Post, input: &IssueInput<'_>, tz: Tz) -> Value {
     let related: Vec<Value> = related_links(input.related, post.id)
-        .map(|(title, url)| json!({ "title": title, "url": url }))
+        .map(|(title, url)| json!({ "title": shorten(title, TITLE_MAX_CHARS), "url": url }))
         .collect();
+    let title = shorten(&post.title, TITLE_MAX_CHARS);
     json!({
-        "title": post.title,
+        "title": title,
         "url": post.url.clone().unwrap_or_else(|| input.view_online_url.clone()),
-        "summary": post.summary.clone().unwrap_or_default(),
+        "summary": shorten(post.summary.as_deref().unwrap_or_default(), SUMMARY_MAX_CHARS),
         "image": post.image,
-        "image_alt": post.title,
+        "image_alt": title,
         "author": post.author,
         "date": post.display_date().with_timezone(&tz).format("%-d %b %Y").to_string(),
         "source": input.source_titles.get(&post.source).cloned().unwrap_or_else(|| post.source.clone()),
@@ -437,6 +496,7 @@ pub fn check_templates(
         related: &related,
         source_titles: &HashMap::new(),
         view_online_url: format!("{}archive/sample", site.base_url),
+        omitted: 1,
     };
     let rendered = render_issue(templates, &input)?;
     let fields = PersonalFields {

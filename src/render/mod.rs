@@ -13,7 +13,7 @@
 //! | `<name>.html` | `<name>.html.hbs` | HTML |
 //! | `<name>.txt` | `<name>.txt.hbs` | none (plain text, wrapped at 78 columns) |
 //! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
-//! | pages `page_index`, `page_message`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
+//! | pages `page_index`, `page_message`, `page_confirm`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
 
 pub mod email;
 pub mod feed;
@@ -69,6 +69,11 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "page_message",
         "pages/message.html.hbs",
         include_str!("../../templates/pages/message.html.hbs"),
+    ),
+    (
+        "page_confirm",
+        "pages/confirm.html.hbs",
+        include_str!("../../templates/pages/confirm.html.hbs"),
     ),
     (
         "page_unsubscribe",

@@ -6,6 +6,7 @@
 //! source's new ETag are committed together, so a crash or a failure half way leaves
 //! either both or neither, and nothing stored before is touched.
 
+mod confirmations;
 mod enrichment;
 mod issues;
 mod posts;
@@ -21,6 +22,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use confirmations::{
+    CLAIM_EXPIRY, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest,
+};
 pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};

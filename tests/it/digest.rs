@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use herald::clock::{Clock, FixedClock};
 use herald::config::Secrets;
-use herald::domain::token::{SigningKey, TokenPurpose};
+use herald::domain::token::{ParsedToken, SigningKey, TokenPurpose};
 use herald::domain::{
     DeliveryStatus, IssueStatus, SubscriberEmail, SubscriberId, SubscriberStatus,
 };
@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use crate::smtp_sink::SmtpSink;
 use crate::support::{FeedServer, TestEnv, clock, fixture, source};
 
-const SECRET: &str = "test-signing-secret";
+const SECRET: &str = "kQ3v9XbT2mLz7RwP5nYc8HdF1sJg4UaE";
 
 fn config(feed_url: &str, smtp_url: &str, extra: &str) -> String {
     format!(
@@ -31,8 +31,8 @@ fn config(feed_url: &str, smtp_url: &str, extra: &str) -> String {
 
 async fn herald_for(env: &TestEnv, clock: &FixedClock) -> Herald {
     let secrets = Secrets {
-        smtp_password: None,
         signing_secret: Some(SECRET.into()),
+        ..Secrets::default()
     };
     Herald::open_with(env.config(), Arc::new(clock.clone()), secrets)
         .await
@@ -162,10 +162,16 @@ async fn each_message_carries_both_parts_every_header_and_a_personal_footer() {
             )),
             "{unsubscribe}"
         );
+        let parsed = ParsedToken::parse(&token).unwrap();
+        assert_eq!(parsed.id, subscriber.id);
+        assert_eq!(
+            parsed.nonce,
+            subscriber.token_nonce.as_deref(),
+            "the link carries the subscriber's random nonce"
+        );
         assert!(key.verify(
-            &token,
+            &parsed,
             TokenPurpose::Unsubscribe,
-            subscriber.id,
             subscriber.email.as_str()
         ));
 
@@ -218,14 +224,17 @@ async fn rendered_digest_matches_the_snapshots() {
         .unwrap();
     let m = &sink.received()[0];
     let msg = MessageParser::default().parse(&m.data).unwrap();
-    insta::assert_snapshot!(
-        "digest_text",
-        msg.body_text(0).unwrap().replace("\r\n", "\n")
-    );
-    insta::assert_snapshot!(
-        "digest_html",
-        msg.body_html(0).unwrap().replace("\r\n", "\n")
-    );
+    // The token holds the subscriber's random nonce: the rest of the page is fixed.
+    insta::with_settings!({filters => vec![(r"/unsubscribe/[0-9]+\.[A-Za-z0-9_-]+\.u\.[A-Za-z0-9_-]+", "/unsubscribe/[token]")]}, {
+        insta::assert_snapshot!(
+            "digest_text",
+            msg.body_text(0).unwrap().replace("\r\n", "\n")
+        );
+        insta::assert_snapshot!(
+            "digest_html",
+            msg.body_html(0).unwrap().replace("\r\n", "\n")
+        );
+    });
 }
 
 #[tokio::test]

@@ -249,8 +249,8 @@ impl TestEnv {
         };
         config.feed.out_dir = rebase(&config.feed.out_dir);
         config.templates.dir = rebase(&config.templates.dir);
-        if let config::SmtpTransport::File(dir) = &config.smtp.transport {
-            config.smtp.transport = config::SmtpTransport::File(rebase(dir));
+        if let config::SmtpTransport::Folder(dir) = &config.smtp.transport {
+            config.smtp.transport = config::SmtpTransport::Folder(rebase(dir));
         }
         for source in &mut config.sources {
             if let config::SourceLocation::File(path) = &source.location
