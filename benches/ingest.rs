@@ -95,6 +95,59 @@ fn main() {
         }
         None => println!("feedparser: not available (pip install feedparser) — no ratio"),
     }
+    entity_scaling(&normalizer);
+}
+
+/// An item made of `&amp;x;` repeated (issue 16): parse + normalize must grow linearly
+/// with the number of references, for RSS and JSON Feed alike. Beside it, the plain
+/// ammonia clean-and-serialize herald used before (quadratic) on the same text.
+fn entity_scaling(normalizer: &Normalizer) {
+    println!("entity-dense items (parse + normalize one item of N `&amp;x;`):");
+    let mut first: Option<(usize, f64)> = None;
+    for refs in [20_000usize, 40_000, 100_000] {
+        let text = "&amp;x;".repeat(refs);
+        let rss = format!(
+            "<rss version=\"2.0\"><channel><title>t</title><item><title>e</title><guid>e</guid><description>{text}</description></item></channel></rss>"
+        );
+        let json = format!(
+            "{{\"version\":\"https://jsonfeed.org/version/1.1\",\"title\":\"t\",\"items\":[{{\"id\":\"e\",\"content_html\":\"{text}\"}}]}}"
+        );
+        for (format, bytes) in [("rss", rss.as_bytes()), ("json", json.as_bytes())] {
+            let took = median(3, || {
+                let started = Instant::now();
+                let parsed = parse_feed(bytes, None, None).unwrap();
+                let (_, posts) = normalizer.normalize_feed(&parsed, None);
+                assert_eq!(posts.len(), 1);
+                started.elapsed()
+            });
+            let per_ref = took.as_secs_f64() * 1e9 / refs as f64;
+            println!(
+                "  {format:<4} {refs:>7} refs: {:>8.1} ms ({per_ref:.0} ns/ref)",
+                took.as_secs_f64() * 1e3
+            );
+            if format == "rss" {
+                match first {
+                    None => first = Some((refs, took.as_secs_f64())),
+                    Some((r0, t0)) => println!(
+                        "       {:.1}x the refs took {:.1}x the time (linear: {:.1}x, quadratic: {:.0}x)",
+                        refs as f64 / r0 as f64,
+                        took.as_secs_f64() / t0,
+                        refs as f64 / r0 as f64,
+                        (refs as f64 / r0 as f64).powi(2)
+                    ),
+                }
+            }
+        }
+        if refs <= 40_000 {
+            let html = "&amp;x;".repeat(refs);
+            let started = Instant::now();
+            let _ = ammonia::clean(&html);
+            println!(
+                "  baseline: plain ammonia clean + serialize, {refs} refs: {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
 }
 
 fn report(stage: &str, took: Duration, mb: f64) {

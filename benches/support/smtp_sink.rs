@@ -2,8 +2,9 @@
 //!
 //! It speaks enough ESMTP for lettre (EHLO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), keeps
 //! every accepted message (or only counts them), and can misbehave: refuse connections
-//! with 421, answer chosen recipients with 451 (a number of times) or 550, or drop the
-//! connection after a message's data instead of answering.
+//! with 421, answer chosen recipients with 451 (a number of times) or 550, drop the
+//! connection after a message's data instead of answering, advertise a SIZE and refuse
+//! what is bigger, or refuse a message's content (too big, a line too long, anything).
 //!
 //! Shared by `tests/it` and `benches/digest.rs` via `#[path]`.
 
@@ -39,6 +40,16 @@ pub struct Behaviour {
     /// Recipients whose next message is cut off: the connection drops after the data,
     /// before the reply (then the entry is removed).
     pub drop_after_data: Vec<String>,
+    /// The SIZE advertised in EHLO (default 52428800; `Some(0)` advertises none). A
+    /// message over it is refused with 552 5.3.4 after its data.
+    pub size_limit: Option<usize>,
+    /// Refuse messages over this many bytes with "552 Message size exceeds fixed
+    /// limit" (no enhanced code), whatever SIZE says.
+    pub refuse_over: Option<usize>,
+    /// Refuse messages with a line longer than this with "500 Line too long".
+    pub max_line: Option<usize>,
+    /// Answer every message's data with this line (e.g. "554 Transaction failed").
+    pub reject_content: Option<String>,
 }
 
 /// The running server.
@@ -124,9 +135,21 @@ impl SmtpSink {
             let command = line.trim_end().to_owned();
             let upper = command.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
+                let size = self
+                    .behaviour
+                    .lock()
+                    .unwrap()
+                    .size_limit
+                    .unwrap_or(52_428_800);
+                let size = if size == 0 {
+                    String::new()
+                } else {
+                    format!("250-SIZE {size}\r\n")
+                };
                 write
                     .write_all(
-                        b"250-sink.test\r\n250-8BITMIME\r\n250-SIZE 52428800\r\n250 SMTPUTF8\r\n",
+                        format!("250-sink.test\r\n250-8BITMIME\r\n{size}250 SMTPUTF8\r\n")
+                            .as_bytes(),
                     )
                     .await?;
             } else if upper.starts_with("HELO") {
@@ -184,6 +207,30 @@ impl SmtpSink {
                 };
                 if cut {
                     return Ok(()); // the connection drops: no reply, nothing accepted
+                }
+                let refusal = {
+                    let b = self.behaviour.lock().unwrap();
+                    let longest = data
+                        .split(|c| *c == b'\n')
+                        .map(|l| l.strip_suffix(b"\r").unwrap_or(l).len())
+                        .max()
+                        .unwrap_or(0);
+                    if let Some(line) = b.reject_content.clone() {
+                        Some(line)
+                    } else if b.size_limit.is_some_and(|s| s > 0 && data.len() > s) {
+                        Some("552 5.3.4 Message size exceeds fixed maximum message size".to_owned())
+                    } else if b.refuse_over.is_some_and(|s| data.len() > s) {
+                        Some("552 Message size exceeds fixed limit".to_owned())
+                    } else if b.max_line.is_some_and(|m| longest > m) {
+                        Some("500 Line too long".to_owned())
+                    } else {
+                        None
+                    }
+                };
+                if let Some(line) = refusal {
+                    rcpt_to.clear();
+                    write.write_all(format!("{line}\r\n").as_bytes()).await?;
+                    continue;
                 }
                 let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
                 if self.keep.load(Ordering::Relaxed) {

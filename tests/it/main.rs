@@ -10,6 +10,7 @@ mod feeds;
 mod feeds_out;
 mod http;
 mod related_quality;
+mod safety;
 mod server;
 mod support;
 

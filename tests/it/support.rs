@@ -271,12 +271,18 @@ impl TestEnv {
 
     /// Runs the real binary in the temp dir; returns (exit code, stdout, stderr).
     pub async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_with_env(args, &[]).await
+    }
+
+    /// [`Self::run`] with extra environment variables.
+    pub async fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
             .arg("--config")
             .arg(self.config_path())
             .args(args)
             .current_dir(self.dir.path())
             .env("HERALD_LOG", "warn")
+            .envs(env.iter().copied())
             .output()
             .await
             .expect("run herald");
