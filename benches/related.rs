@@ -170,6 +170,7 @@ fn end_to_end(n: usize) {
                 text: p.body.clone(),
                 image: None,
                 feed_summary: None,
+                uncapped_hash: None,
             })
             .collect();
         let record = PollRecord { etag: None, last_modified: None, checked_at: now, next_check_at: now, meta: FeedMeta::default() };

@@ -81,8 +81,8 @@ pub enum SubscribersCommand {
         #[arg(long)]
         confirmed: bool,
     },
-    /// Import subscribers from a CSV file with columns email,name,digests (a fourth,
-    /// status, as `export` writes it, is ignored)
+    /// Import subscribers from a CSV file with columns email,name,digests[,status] (an
+    /// unsubscribed or bounced status, as `export` writes it, is kept)
     Import {
         file: PathBuf,
         /// Mark imported addresses confirmed; otherwise pending

@@ -194,7 +194,8 @@ fn check_digests(wanted: Vec<String>, known: &[String]) -> Result<Vec<String>, S
 
 /// Parses an import file (CSV, RFC 4180 quoting, fields may hold line breaks): columns
 /// email,name,digests (digests separated by `;`, `|` or spaces; empty means all digests)
-/// and an optional fourth, status, which is ignored (so that an export imports back). A
+/// and an optional fourth, status: `unsubscribed` and `bounced` are kept (so that an
+/// export imports back without re-subscribing anyone), the others follow `--confirmed`. A
 /// header row and `#` comment lines are skipped. Returns the good rows and, for each bad
 /// one, its line number and what is wrong with it (bad input is quoted shortened).
 pub fn parse_import(bytes: &[u8], known: &[String]) -> (Vec<ImportRow>, Vec<(u64, String)>) {
@@ -279,8 +280,29 @@ pub fn parse_import(bytes: &[u8], known: &[String]) -> (Vec<ImportRow>, Vec<(u64
                     .collect()
             })
             .unwrap_or_default();
+        // A status column (as `export` writes it) keeps who left out: an unsubscribed or
+        // bounced row is imported so, never as confirmed.
+        let own = match fields.get(3).map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(s) => match SubscriberStatus::parse(s) {
+                Some(left @ (SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced)) => {
+                    Some(left)
+                }
+                Some(_) => None,
+                None => {
+                    problems.push((
+                        line,
+                        format!(
+                            "status \"{}\" is not one of pending, confirmed, unsubscribed, bounced",
+                            shorten(s, 40)
+                        ),
+                    ));
+                    continue;
+                }
+            },
+        };
         match check_digests(digests, known) {
-            Ok(digests) => rows.push((email, name, digests)),
+            Ok(digests) => rows.push((email, name, digests, own)),
             Err(e) => problems.push((line, shorten(&e, 200))),
         }
     }
@@ -360,6 +382,14 @@ mod tests {
         assert_eq!(rows[0].0.as_str(), "=a@b.org");
         assert_eq!(rows[0].1.as_deref(), Some("\"Quoted\", =SUM(A1)"));
         assert_eq!(rows[0].2, known);
+        assert_eq!(rows[0].3, None);
+        let (rows, _) = parse_import(
+            b"gone@b.org,,,unsubscribed\nb@b.org,,,bounced\nc@b.org,,,pending\n",
+            &known,
+        );
+        assert_eq!(rows[0].3, Some(SubscriberStatus::Unsubscribed));
+        assert_eq!(rows[1].3, Some(SubscriberStatus::Bounced));
+        assert_eq!(rows[2].3, None);
         assert_eq!(spreadsheet_safe("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(spreadsheet_safe("@x"), "'@x");
         assert_eq!(spreadsheet_safe("Ana"), "Ana");

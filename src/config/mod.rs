@@ -906,7 +906,18 @@ fn read_http(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<HttpConfig
         None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
     };
     let metrics_listen = t.parsed(p, "metrics_listen", socket).map(|l| l.value);
-    let confirm_ttl = positive(t, p, "confirm_ttl").unwrap_or(Duration::from_secs(7 * 86_400));
+    let confirm_ttl = match positive(t, p, "confirm_ttl") {
+        Some(ttl) if ttl > Duration::from_secs(90 * 86_400) => {
+            p.at(
+                &t.span_of("confirm_ttl").unwrap_or_default(),
+                t.key("confirm_ttl"),
+                "at most \"90d\": a confirmation link should not outlive the sign-up it answers",
+            );
+            ttl
+        }
+        Some(ttl) => ttl,
+        None => Duration::from_secs(7 * 86_400),
+    };
     let mut trusted_proxies = Vec::new();
     for item in t.strings(p, "trusted_proxies").unwrap_or_default() {
         match IpNet::parse(&item.value) {

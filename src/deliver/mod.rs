@@ -115,6 +115,15 @@ impl SendError {
         }
     }
 
+    /// herald refuses to hand over a message over the relay's known size limit.
+    pub fn over_limit(reply: impl Into<String>) -> Self {
+        Self {
+            reply: reply.into(),
+            code: Some(552),
+            stage: Stage::Local,
+        }
+    }
+
     /// The enhanced status code, if the reply has one.
     pub fn enhanced(&self) -> Option<Enhanced> {
         let text = self.reply.split_once(' ').map_or("", |(_, t)| t);
@@ -136,6 +145,15 @@ impl SendError {
         if code < 500 {
             return Blame::Soft;
         }
+        // Postfix (smtpd_delay_reject) refuses a bad sender at RCPT, with 5.1.0 or 5.7.1:
+        // about us, not the address.
+        let about_sender = {
+            let lower = self.reply.to_ascii_lowercase();
+            lower.contains("sender address") || lower.contains("sender rejected")
+        };
+        if about_sender && self.stage != Stage::Content {
+            return Blame::Relay;
+        }
         if let Some(Enhanced(_, subject, detail)) = self.enhanced() {
             return match (subject, detail) {
                 _ if self.stage == Stage::Mail && subject != 3 => Blame::Relay,
@@ -155,6 +173,26 @@ impl SendError {
             (Stage::Data | Stage::Content, _) => Blame::Message,
             _ => Blame::Relay,
         }
+    }
+
+    /// The relay refused the message for its size (5.3.4, 5.2.3, a bare 552 to the
+    /// message or to MAIL FROM).
+    pub fn is_too_big(&self) -> bool {
+        if self.stage == Stage::Local || self.blame() != Blame::Message {
+            return false;
+        }
+        match self.enhanced() {
+            Some(Enhanced(_, 3, 4) | Enhanced(_, 2, 3)) => true,
+            Some(_) => false,
+            None => self.code == Some(552),
+        }
+    }
+
+    /// herald's own refusal to hand over a message bigger than the relay's limit as far
+    /// as it is known (a 552 from [`Stage::Local`]): final, unless a smaller rendering is
+    /// on its way.
+    pub fn is_over_known_limit(&self) -> bool {
+        self.stage == Stage::Local && self.code == Some(552)
     }
 
     /// Worth trying again later: a 4xx, mailbox full, trouble with the connection.
@@ -179,6 +217,21 @@ impl SendError {
     pub fn is_relay_refusal(&self) -> bool {
         self.is_permanent() && matches!(self.blame(), Blame::Message | Blame::Policy | Blame::Relay)
     }
+}
+
+/// Whether a reply stored in the ledger ("550 5.1.1 …", "552 Message size …") blamed
+/// the address, as [`SendError::indicts_recipient`] decides; the step is inferred from the
+/// code (552, 500, 501, 554 answer the message; the rest the recipient).
+pub fn stored_reply_blames_address(reply: &str) -> bool {
+    let (code, text) = reply.split_once(' ').unwrap_or((reply, ""));
+    let Ok(code) = code.parse::<u16>() else {
+        return false;
+    };
+    let stage = match code {
+        552 | 500 | 501 | 554 => Stage::Content,
+        _ => Stage::Rcpt,
+    };
+    SendError::reply(stage, code, text).indicts_recipient()
 }
 
 /// Why delivery could not start at all.
@@ -240,13 +293,19 @@ mod tests {
                 "554 5.6.0 Message content rejected",
                 Blame::Message,
             ),
-            (Rcpt, "550 5.7.1 Sender rejected by policy", Blame::Policy),
+            (Rcpt, "550 5.7.1 Sender rejected by policy", Blame::Relay),
+            (Rcpt, "550 5.7.1 Message rejected by policy", Blame::Policy),
             (Mail, "550 5.1.0 Sender address rejected", Blame::Relay),
             (Mail, "550 sender rejected", Blame::Relay),
             (Rcpt, "552 5.2.2 Mailbox full", Blame::Soft),
             (Rcpt, "451 4.7.1 Greylisted", Blame::Soft),
             (Rcpt, "501 Syntax error in parameters", Blame::Message),
             (Rcpt, "554 5.7.1 Relay access denied", Blame::Policy),
+            (
+                Rcpt,
+                "550 5.1.0 <news@example.org>: Sender address rejected: User unknown",
+                Blame::Relay,
+            ),
         ] {
             let e = at(stage, reply);
             assert_eq!(e.blame(), blame, "{reply}");
@@ -266,6 +325,29 @@ mod tests {
         assert!(at(Stage::Rcpt, "550 5.1.1 unknown").is_permanent());
         assert!(SendError::local("bad name", false).is_permanent());
         assert!(SendError::local("disk full", true).is_transient());
+    }
+
+    #[test]
+    fn stored_replies_are_judged_the_same_way() {
+        assert!(stored_reply_blames_address("550 5.1.1 No such user"));
+        assert!(stored_reply_blames_address("550 mailbox unavailable"));
+        assert!(!stored_reply_blames_address(
+            "552 Message size exceeds fixed limit"
+        ));
+        assert!(!stored_reply_blames_address("500 Line too long"));
+        assert!(!stored_reply_blames_address("cannot build the message: x"));
+    }
+
+    #[test]
+    fn size_refusals_are_told_apart() {
+        assert!(at(Stage::Content, "552 5.3.4 Message too big").is_too_big());
+        assert!(at(Stage::Content, "552 Message size exceeds fixed limit").is_too_big());
+        assert!(at(Stage::Mail, "552 5.3.4 too big").is_too_big());
+        assert!(!at(Stage::Content, "500 Line too long").is_too_big());
+        assert!(!at(Stage::Rcpt, "552 5.2.2 Mailbox full").is_too_big());
+        assert!(!SendError::local("cannot build", false).is_too_big());
+        let local = SendError::over_limit("not sent: over the limit");
+        assert!(!local.is_too_big() && local.is_over_known_limit());
     }
 
     #[test]

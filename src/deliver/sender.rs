@@ -37,6 +37,9 @@ pub struct SendSettings {
     pub batch: usize,
     /// First retry delay; doubled per attempt (with ±20% jitter), capped at six hours.
     pub retry_base: Duration,
+    /// A message refused as too big stops the run and is deferred, to be rendered
+    /// smaller; otherwise it fails (never counted against the address).
+    pub shrink_on_too_big: bool,
 }
 
 /// What one run did.
@@ -55,9 +58,35 @@ pub struct SendReport {
     pub interrupted: bool,
     /// The run stopped because the relay refused every message in a row.
     pub relay_refusing: bool,
+    /// The run stopped because the relay refused a message as too big; the deliveries
+    /// are deferred, to be sent again rendered within the smaller limit.
+    pub too_big: bool,
     /// Why deliveries failed or were deferred this run: reply, count (a few kinds, most
     /// frequent first).
     pub reasons: Vec<(String, u64)>,
+}
+
+impl SendReport {
+    /// Adds a later run's outcome (of the same issue) to this one: counts add up; what
+    /// is still deferred and why the last run stopped come from the later one.
+    pub fn absorb(&mut self, later: SendReport) {
+        self.sent += later.sent;
+        self.failed += later.failed;
+        self.bounced += later.bounced;
+        self.skipped += later.skipped;
+        self.ledger_errors += later.ledger_errors;
+        self.deferred = later.deferred;
+        self.interrupted = later.interrupted;
+        self.relay_refusing = later.relay_refusing;
+        self.too_big = later.too_big;
+        for (reason, n) in later.reasons {
+            match self.reasons.iter_mut().find(|(r, _)| *r == reason) {
+                Some(entry) => entry.1 += n,
+                None => self.reasons.push((reason, n)),
+            }
+        }
+        self.reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+    }
 }
 
 /// Distinct reasons kept per run (each later one is counted under "other reasons").
@@ -72,8 +101,11 @@ const FAILURES_BEFORE_STOPPING: u64 = 20;
 struct Tally {
     /// Permanent failures since the last success.
     failing_streak: AtomicU64,
-    /// Of those, the ones that did not blame the address (policy, content, system).
-    streak_not_recipient: std::sync::Mutex<Vec<SubscriberId>>,
+    /// Those failures: subscriber, whether the reply blamed the address, whether that
+    /// bounced them (so that a relay refusing everything can be undone).
+    streak: std::sync::Mutex<Vec<(SubscriberId, bool, bool)>>,
+    /// A message was refused as too big: stop starting new ones.
+    too_big: std::sync::atomic::AtomicBool,
     sent: AtomicU64,
     deferred: AtomicU64,
     failed: AtomicU64,
@@ -146,6 +178,14 @@ pub async fn send_issue(
     let mut after = SubscriberId(0);
     let mut interrupted = false;
     let mut relay_refusing = false;
+    // An issue the relay refused wholesale before: its next run stops at the first
+    // refusal that is not followed by a success (the tail of a list must not be judged
+    // alone, with a streak too short to see the relay).
+    let threshold = if issue.relay_refusals > 0 {
+        1
+    } else {
+        FAILURES_BEFORE_STOPPING
+    };
     // A run sends what is due when it starts; deferrals made during the run wait for
     // the next run (or the daemon's retry), so a flapping server cannot loop us here.
     let started = clock.now();
@@ -160,10 +200,13 @@ pub async fn send_issue(
                 interrupted = true;
                 break 'batches;
             }
-            if shared.tally.failing_streak.load(Ordering::Relaxed) >= FAILURES_BEFORE_STOPPING {
+            if shared.tally.too_big.load(Ordering::Relaxed) {
+                break 'batches;
+            }
+            if shared.tally.failing_streak.load(Ordering::Relaxed) >= threshold {
                 tracing::error!(
                     issue = issue.id.0,
-                    streak = FAILURES_BEFORE_STOPPING,
+                    streak = threshold,
                     "the relay refused every message in a row; stopping this issue (the rest stays queued): check smtp.from, bounce_address and the relay's logs"
                 );
                 relay_refusing = true;
@@ -179,7 +222,31 @@ pub async fn send_issue(
             }
             let shared = Arc::clone(&shared);
             tasks.spawn(async move {
-                deliver_one(&shared, &delivery).await;
+                use futures_util::FutureExt;
+                // A panic here must not leave the delivery queued to panic again on
+                // every run: it fails this delivery alone.
+                let outcome = std::panic::AssertUnwindSafe(deliver_one(&shared, &delivery))
+                    .catch_unwind()
+                    .await;
+                if outcome.is_err() {
+                    tracing::error!(
+                        issue = shared.job.issue.id.0,
+                        "a delivery crashed; it is marked failed"
+                    );
+                    let now = shared.job.clock.now();
+                    let _ = shared
+                        .job
+                        .store
+                        .mark_failed(
+                            shared.job.issue.id,
+                            delivery.subscriber_id,
+                            "not sent: herald crashed building or sending it",
+                            false,
+                            now,
+                        )
+                        .await;
+                    shared.tally.failed.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(permit);
             });
             // Reap finished tasks so the set stays small.
@@ -189,23 +256,39 @@ pub async fn send_issue(
     // Messages already handed to the server finish and are recorded.
     while tasks.join_next().await.is_some() {}
     if relay_refusing {
-        // Refused for a reason that is not theirs: they get this issue once the relay
-        // accepts mail again.
-        let refused = shared
+        // Refused for a reason that is not theirs: the relay says no to everyone, so
+        // even replies that blamed an address are not believed. Their hard failures are
+        // taken back, and they get this issue once the relay accepts mail again (a few
+        // times at most: each round counts as an attempt).
+        let streak = shared
             .tally
-            .streak_not_recipient
+            .streak
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
+        let blamed: Vec<(SubscriberId, bool)> = streak
+            .iter()
+            .filter(|(_, blamed, _)| *blamed)
+            .map(|(id, _, bounced)| (*id, *bounced))
+            .collect();
+        let refused: Vec<SubscriberId> = streak.iter().map(|(id, ..)| *id).collect();
         // Not at once: the relay said no to all of them; ask again after a while.
         let retry_at = clock.now() + retry_delay(settings.retry_base * 10, 0);
+        let now = clock.now();
+        if let Err(e) = store.note_relay_refusal(issue.id).await {
+            warn!(issue = issue.id.0, error = %e, "could not record the relay's refusal");
+        }
+        if let Err(e) = store.undo_hard_failures(&blamed).await {
+            warn!(issue = issue.id.0, error = %e, "could not take back the hard failures");
+        }
         if let Err(e) = store
-            .requeue(issue.id, &refused, retry_at, clock.now())
+            .requeue(issue.id, &refused, settings.retry_attempts, retry_at, now)
             .await
         {
             warn!(issue = issue.id.0, error = %e, "could not requeue the refused deliveries");
         }
     }
+    let too_big = shared.tally.too_big.load(Ordering::Relaxed);
     let t = &shared.tally;
     let mut reasons = t.reasons.lock().map(|r| r.clone()).unwrap_or_default();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
@@ -217,8 +300,9 @@ pub async fn send_issue(
         bounced: t.bounced.load(Ordering::Relaxed),
         skipped,
         ledger_errors: t.ledger_errors.load(Ordering::Relaxed),
-        interrupted: interrupted || relay_refusing,
+        interrupted: interrupted || relay_refusing || too_big,
         relay_refusing,
+        too_big,
     })
 }
 
@@ -266,11 +350,28 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
     };
     let now = job.clock.now();
     let recorded = match result {
+        // Too big for the relay: not this subscriber's problem, nor final. Stop the run;
+        // the issue is rendered again within the smaller limit and this one retried.
+        // (Messages already on their way when the limit came down are refused here by
+        // herald itself; they wait for the smaller rendering too.)
+        Err(error)
+            if (error.is_too_big()
+                || (error.is_over_known_limit() && tally.too_big.load(Ordering::Relaxed)))
+                && job.settings.shrink_on_too_big
+                && delivery.attempts + 1 < job.settings.retry_attempts =>
+        {
+            tally.too_big.store(true, Ordering::Relaxed);
+            tally.reason(&error.reply);
+            tally.deferred.fetch_add(1, Ordering::Relaxed);
+            job.store
+                .mark_deferred(issue, delivery.subscriber_id, &error.reply, now, now)
+                .await
+        }
         Ok(reply) => {
             debug!(issue = issue.0, to = %delivery.email.masked(), %reply, "sent");
             tally.sent.fetch_add(1, Ordering::Relaxed);
             tally.failing_streak.store(0, Ordering::Relaxed);
-            if let Ok(mut streak) = tally.streak_not_recipient.lock() {
+            if let Ok(mut streak) = tally.streak.lock() {
                 streak.clear();
             }
             job.store.mark_sent(issue, delivery, &reply, now).await
@@ -298,16 +399,15 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             tally.failed.fetch_add(1, Ordering::Relaxed);
             // Only a failure that blames the address counts towards a bounce.
             let bounce = error.indicts_recipient();
-            if error.is_relay_refusal()
-                && let Ok(mut streak) = tally.streak_not_recipient.lock()
-            {
-                streak.push(delivery.subscriber_id);
-            }
-            match job
+            let effect = job
                 .store
                 .mark_failed(issue, delivery.subscriber_id, &error.reply, bounce, now)
-                .await
-            {
+                .await;
+            let bounced = matches!(effect, Ok(FailureEffect::Bounced));
+            if counts_for_relay && let Ok(mut streak) = tally.streak.lock() {
+                streak.push((delivery.subscriber_id, bounce, bounced));
+            }
+            match effect {
                 Ok(FailureEffect::Bounced) => {
                     debug!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
                     tally.bounced.fetch_add(1, Ordering::Relaxed);

@@ -120,14 +120,10 @@ impl Transport {
     ) -> Result<String, SendError> {
         let limit = self.known_size_limit();
         if bytes.len() as u64 > limit {
-            return Err(SendError::reply(
-                Stage::Local,
-                552,
-                &format!(
-                    "not sent: the message is {} bytes and the relay accepts at most {limit}",
-                    bytes.len()
-                ),
-            ));
+            return Err(SendError::over_limit(format!(
+                "not sent: the message is {} bytes and the relay accepts at most {limit}",
+                bytes.len()
+            )));
         }
         match self {
             Transport::File { dir, .. } => write_eml(dir, file_stem, bytes).await,
@@ -189,21 +185,30 @@ impl SmtpPool {
                 Ok(reply)
             }
             Ok(Err(e)) => {
+                if e.is_too_big() {
+                    // The relay's real limit is below what was sent (it advertised none,
+                    // or a larger one): aim lower next time.
+                    let smaller = (bytes.len() as u64).saturating_mul(3) / 4;
+                    let current = self.size_limit();
+                    self.relay_size.store(
+                        smaller.min(current).max(1),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
                 // A refusal leaves the connection usable once the transaction is reset;
-                // anything else (no reply) leaves it broken.
+                // anything else (no reply) leaves it broken: dropped, never reused, and
+                // never waited on (a QUIT to a relay that stopped answering would hang).
                 if e.code.is_some()
                     && tokio::time::timeout(self.timeout, conn.command(Rset))
                         .await
                         .is_ok_and(|r| r.is_ok())
                 {
                     self.checkin(conn);
-                } else {
-                    conn.abort().await;
                 }
                 Err(e)
             }
             Err(_) => {
-                conn.abort().await;
+                drop(conn);
                 Err(SendError::connection(format!(
                     "no reply from {} within {}s",
                     self.host,
@@ -222,11 +227,14 @@ impl SmtpPool {
             };
             let idle_for = since.elapsed();
             if idle_for > MAX_IDLE || conn.has_broken() {
-                conn.abort().await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
                 continue;
             }
-            if idle_for > CHECK_AFTER_IDLE && !conn.test_connected().await {
-                conn.abort().await;
+            if idle_for > CHECK_AFTER_IDLE
+                && !tokio::time::timeout(self.timeout, conn.test_connected())
+                    .await
+                    .unwrap_or(false)
+            {
                 continue;
             }
             return Ok(conn);

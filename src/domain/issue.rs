@@ -59,6 +59,8 @@ pub struct Issue {
     pub post_ids: Vec<PostId>,
     pub status: IssueStatus,
     pub created_at: DateTime<Utc>,
+    /// Times the relay refused this issue's messages wholesale (see the sender's guard).
+    pub relay_refusals: u32,
 }
 
 /// The state of one message of one issue to one subscriber.

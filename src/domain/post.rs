@@ -88,11 +88,23 @@ pub struct NewPost {
     pub image: Option<String>,
     /// The summary the feed gave, as plain text, if any (enrich decides whether to use it).
     pub feed_summary: Option<String>,
+    /// When ingest capped a field (a huge title or body), the content hash of the entry
+    /// without the caps: what the store compares, so that a post stored whole before the
+    /// caps existed does not look edited.
+    pub uncapped_hash: Option<String>,
 }
 
 impl NewPost {
     /// A digest of everything a reader would see; a change means the post was edited.
     pub fn content_hash(&self) -> String {
+        match &self.uncapped_hash {
+            Some(hash) => hash.clone(),
+            None => self.content_hash_of_fields(),
+        }
+    }
+
+    /// The digest of the fields as they are (ignoring [`Self::uncapped_hash`]).
+    pub fn content_hash_of_fields(&self) -> String {
         let mut hasher = Sha256::new();
         for part in [
             self.title.as_str(),
@@ -198,6 +210,7 @@ mod tests {
             text: "a".into(),
             image: None,
             feed_summary: None,
+            uncapped_hash: None,
         };
         let mut edited = post.clone();
         edited.html = "<p>b</p>".into();

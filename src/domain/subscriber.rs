@@ -51,6 +51,13 @@ impl SubscriberEmail {
         if domain.starts_with('[') {
             return bad("address literals (a bracketed IP address) are not accepted");
         }
+        if domain
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| !tld.is_empty() && tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return bad("an IP address is not a mail domain");
+        }
         if !domain.contains('.')
             || domain.starts_with('.')
             || domain.ends_with('.')
@@ -246,6 +253,7 @@ mod tests {
             "<a@b.org>",
             "a@b.org, c@d.org",
             "user@[127.0.0.1]",
+            "user@127.0.0.1",
             "user@[IPv6:::1]",
         ] {
             let err = SubscriberEmail::parse(bad).unwrap_err();

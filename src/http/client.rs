@@ -19,17 +19,18 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     if trusted.is_empty() || !is_trusted(peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    // Bytes, not `to_str`: a client's own junk (obs-text) in the header a proxy appends
+    // to must not make the whole header, and so the client, disappear.
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .filter(|h| !h.is_empty())
         .collect();
     let mut leftmost = None;
     for hop in hops.iter().rev() {
-        let Some(ip) = parse_hop(hop) else {
+        let Some(ip) = std::str::from_utf8(hop).ok().and_then(parse_hop) else {
             // Garbage where an address should be: trust nothing further left.
             return leftmost.unwrap_or(peer);
         };
@@ -57,13 +58,25 @@ pub fn is_forwarded(headers: &HeaderMap) -> bool {
         .any(|h| headers.contains_key(*h))
 }
 
+/// The key a client is counted under: its address, or for IPv6 its /64 (one host
+/// usually has a whole /64 to pick addresses from).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+        v4 => v4,
+    }
+}
+
 /// Sign-ups allowed per client address and per email address in a window.
 pub struct RateLimiter {
     window: Duration,
     per_client: u32,
     per_address: u32,
-    clients: HashMap<IpAddr, (Instant, u32)>,
-    addresses: HashMap<String, (Instant, u32)>,
+    clients: Buckets<IpAddr>,
+    addresses: Buckets<String>,
 }
 
 impl Default for RateLimiter {
@@ -72,18 +85,40 @@ impl Default for RateLimiter {
             window: Duration::from_secs(10 * 60),
             per_client: 5,
             per_address: 3,
-            clients: HashMap::new(),
-            addresses: HashMap::new(),
+            clients: Buckets::default(),
+            addresses: Buckets::default(),
         }
     }
 }
+
+/// Counters per key, swept of expired windows now and then (never more than every
+/// [`SWEEP_EVERY`], so a flood of new keys costs no scan per request). While the map is
+/// full of live windows, new keys are refused rather than let it grow without bound.
+struct Buckets<K> {
+    map: HashMap<K, (Instant, u32)>,
+    last_sweep: Option<Instant>,
+}
+
+impl<K> Default for Buckets<K> {
+    fn default() -> Self {
+        Self {
+            map: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+}
+
+/// Keys kept before sweeping, and the most kept at all.
+const SWEEP_FROM: usize = 100_000;
+const MAX_KEYS: usize = 500_000;
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl RateLimiter {
     /// Counts an attempt from `client`; when it is over the limit, how long until the
     /// client may try again.
     pub fn allow_client(&mut self, client: IpAddr) -> Result<(), Duration> {
         let (window, limit) = (self.window, self.per_client);
-        count(&mut self.clients, client, window, limit)
+        count(&mut self.clients, client_key(client), window, limit)
     }
 
     /// Counts a confirmation email to `address` (so an address cannot be flooded from
@@ -95,14 +130,25 @@ impl RateLimiter {
 }
 
 fn count<K: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, (Instant, u32)>,
+    buckets: &mut Buckets<K>,
     key: K,
     window: Duration,
     limit: u32,
 ) -> Result<(), Duration> {
     let now = Instant::now();
-    if map.len() > 100_000 {
-        map.retain(|_, (start, _)| now.duration_since(*start) < window);
+    if buckets.map.len() > SWEEP_FROM
+        && buckets
+            .last_sweep
+            .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY)
+    {
+        buckets
+            .map
+            .retain(|_, (start, _)| now.duration_since(*start) < window);
+        buckets.last_sweep = Some(now);
+    }
+    let map = &mut buckets.map;
+    if map.len() >= MAX_KEYS && !map.contains_key(&key) {
+        return Err(SWEEP_EVERY);
     }
     let entry = map.entry(key).or_insert((now, 0));
     if now.duration_since(entry.0) >= window {
@@ -174,6 +220,29 @@ mod tests {
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy.ip());
+        // The client's own junk, kept by a proxy that appends, does not hide them.
+        let mut junk = HeaderMap::new();
+        junk.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(
+            client_ip(proxy, &junk, &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        let mut l = RateLimiter::default();
+        for i in 0..5u16 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, i));
+            assert!(l.allow_client(ip).is_ok());
+        }
+        let same_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 9, 9, 9, 9));
+        assert!(l.allow_client(same_64).is_err());
+        let other_64 = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+        assert!(l.allow_client(other_64).is_ok());
     }
 
     #[test]

@@ -290,7 +290,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    server::serve(listener, router(state), server::Limits::default(), shutdown).await
+    let limits = server::Limits {
+        exempt: state.herald().config.http.trusted_proxies.clone(),
+        ..server::Limits::default()
+    };
+    server::serve(listener, router(state), limits, shutdown).await
 }
 
 #[derive(Clone, Copy)]

@@ -93,8 +93,12 @@ impl ArchiveCache {
     }
 
     fn slot(&mut self, id: i64) -> Arc<tokio::sync::OnceCell<Option<Arc<ArchivePage>>>> {
-        if self.pages.len() >= ARCHIVE_PAGES_KEPT && !self.pages.contains_key(&id) {
-            self.pages.clear();
+        if self.pages.len() >= ARCHIVE_PAGES_KEPT
+            && !self.pages.contains_key(&id)
+            && let Some(other) = self.pages.keys().next().copied()
+        {
+            // Only issues that exist are kept, so this is real traffic: make room.
+            self.pages.remove(&other);
         }
         Arc::clone(self.pages.entry(id).or_default())
     }
@@ -128,7 +132,14 @@ pub async fn archive(
     let page = slot.get_or_try_init(|| render_archive(&state, id)).await;
     let page = match page {
         Ok(Some(page)) => Arc::clone(page),
-        Ok(None) => return not_found(),
+        Ok(None) => {
+            // Not kept: the issue may exist soon (a "view online" link is mailed with
+            // the issue), and unknown ids must not fill the cache.
+            if let Ok(mut cache) = state.inner.archive.lock() {
+                cache.forget(id);
+            }
+            return not_found();
+        }
         Err(e) => {
             // Not cached: the next request tries again.
             if let Ok(mut cache) = state.inner.archive.lock() {
@@ -228,14 +239,20 @@ pub async fn metrics(
             )
                 .into_response();
         }
-    } else if state.herald().config.http.metrics_listen.is_none()
-        && (!peer.ip().is_loopback() || super::client::is_forwarded(&headers))
-    {
-        return (
-            StatusCode::FORBIDDEN,
-            "metrics are served to loopback clients only; set HERALD_METRICS_TOKEN or http.metrics_listen\n",
-        )
-            .into_response();
+    } else if state.herald().config.http.metrics_listen.is_none() {
+        // Loopback only, and not through a proxy: one declared in trusted_proxies, or
+        // one that says it forwarded, would make every visitor look local.
+        let http = &state.herald().config.http;
+        if !peer.ip().is_loopback()
+            || super::client::is_forwarded(&headers)
+            || !http.trusted_proxies.is_empty()
+        {
+            return (
+                StatusCode::FORBIDDEN,
+                "metrics are served to loopback clients only (and not behind a proxy); set HERALD_METRICS_TOKEN or http.metrics_listen\n",
+            )
+                .into_response();
+        }
     }
     let herald = state.herald();
     let mut gauges = Vec::new();

@@ -5,6 +5,7 @@
 //! | header read | [`HEADER_READ_TIMEOUT`] | a client that sends nothing, or trickles its headers, is cut off (also between keep-alive requests) |
 //! | idle | [`IDLE_TIMEOUT`] | a connection where no byte moves either way (a reader that stops reading a response) is closed |
 //! | connections | [`MAX_CONNECTIONS`] | more wait in the kernel's backlog instead of costing memory here |
+//! | per client address | [`MAX_PER_ADDRESS`] | one address cannot hold every connection (trusted proxies and loopback are exempt) |
 //!
 //! A shutdown stops accepting, asks every connection to finish its request in flight
 //! and close (keep-alive off), and returns when they have.
@@ -31,13 +32,20 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most connections served at once.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Most connections from one client address at once.
+pub const MAX_PER_ADDRESS: usize = 32;
 
 /// The limits, adjustable for tests.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub header_read: Duration,
     pub idle: Duration,
     pub connections: usize,
+    pub per_address: usize,
+    /// Peers without a per-address limit (reverse proxies carry many clients).
+    pub exempt: Vec<crate::config::IpNet>,
+    /// Whether loopback peers (a proxy on the same host) are exempt too.
+    pub exempt_loopback: bool,
 }
 
 impl Default for Limits {
@@ -46,6 +54,39 @@ impl Default for Limits {
             header_read: HEADER_READ_TIMEOUT,
             idle: IDLE_TIMEOUT,
             connections: MAX_CONNECTIONS,
+            per_address: MAX_PER_ADDRESS,
+            exempt: Vec::new(),
+            exempt_loopback: true,
+        }
+    }
+}
+
+/// Open connections per peer address.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerAddress {
+    /// Counts a new connection from `ip`; false when it already has `max`.
+    fn enter(&self, ip: std::net::IpAddr, max: usize) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return true;
+        };
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&ip);
+            }
         }
     }
 }
@@ -59,6 +100,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -82,11 +124,25 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let ip = peer.ip();
+        let exempt = (limits.exempt_loopback && ip.is_loopback())
+            || limits.exempt.iter().any(|net| net.contains(ip));
+        let limited = !exempt;
+        if limited && !per_address.enter(ip, limits.per_address) {
+            // Closed at once: this address holds enough connections already.
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stop = stop_rx.clone();
+        let limits = limits.clone();
+        let per_address = Arc::clone(&per_address);
         connections.spawn(async move {
-            serve_connection(stream, peer, router, limits, stop).await;
+            serve_connection(stream, peer, router, &limits, stop).await;
+            if limited {
+                per_address.leave(ip);
+            }
             drop(permit);
         });
         while connections.try_join_next().is_some() {}
@@ -100,7 +156,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    limits: Limits,
+    limits: &Limits,
     mut stop: watch::Receiver<bool>,
 ) {
     let started = Instant::now();

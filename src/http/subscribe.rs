@@ -92,14 +92,25 @@ pub async fn subscribe(
         .map(|mut l| l.allow_address(email.as_str()).is_ok())
         .unwrap_or(true);
     if per_address {
-        // In the background, so that the answer takes as long whether or not an email
-        // goes out.
-        let herald = state.herald().clone();
-        tokio::spawn(async move {
-            if let Err(e) = herald.sign_up(&email, name.as_ref(), &digests).await {
-                tracing::warn!(to = %email.masked(), error = %e, "sign-up failed");
+        // Recorded (with its mail queued) before answering, so that a stop right after
+        // loses nothing; known or new, that is one transaction. The mail itself goes out
+        // in the background, so that the answer takes as long whether or not one does.
+        let herald = state.herald();
+        match herald
+            .request_sign_up(&email, name.as_ref(), &digests)
+            .await
+        {
+            Ok(crate::pipeline::SignUp::ConfirmationQueued { .. }) => {
+                let herald = herald.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = herald.send_outbox().await {
+                        tracing::warn!(error = %e, "the outbox could not be sent now");
+                    }
+                });
             }
-        });
+            Ok(crate::pipeline::SignUp::Bounced) => {}
+            Err(e) => return unavailable(&state, "sign-up", &e),
+        }
     }
     reply(StatusCode::OK, "Almost there", SIGNED_UP)
 }
@@ -178,11 +189,12 @@ fn confirm_message(outcome: ConfirmOutcome) -> (StatusCode, &'static str, &'stat
 /// never confirms), or what became of the link.
 pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     match state.herald().check_confirm_link(&token).await {
-        Ok(ConfirmLink::Ready) => {
+        Ok(ConfirmLink::Ready { name, digests }) => {
             let config = &state.herald().config;
             let data = json!({
                 "site": { "title": config.site.title, "url": config.site.base_url.as_str(), "language": config.site.language },
                 "action": format!("{}confirm/{token}", config.site.base_url),
+                "request": crate::pipeline::describe_request(name.as_deref(), &digests),
             });
             match state.inner.templates.render_page("page_confirm", &data) {
                 Ok(html) => {

@@ -190,12 +190,16 @@ impl Normalizer {
         // A fallback id hashes the text; for a body over the cap that is the text of the
         // whole body, as it was before bodies were capped (stored ids never change).
         let has_own_id = !entry.id.trim().is_empty() || url.is_some();
+        // The body as it was before bodies were capped, when the cap cut it.
+        let whole_html = (raw_html.trim().len() > HTML_MAX_BYTES)
+            .then(|| self.sanitizer.clean(raw_html.trim(), content_base));
         let whole_text;
-        let id_text = if !has_own_id && raw_html.trim().len() > HTML_MAX_BYTES {
-            whole_text = html::html_to_text(&self.sanitizer.clean(raw_html.trim(), content_base));
-            &whole_text
-        } else {
-            &text
+        let id_text = match &whole_html {
+            Some(whole) if !has_own_id => {
+                whole_text = html::html_to_text(whole);
+                &whole_text
+            }
+            _ => &text,
         };
         let stable_id = StableId::for_entry(
             Some(entry.id.as_str()),
@@ -220,23 +224,49 @@ impl Normalizer {
                     .map(html::fold_line)
             })
             .filter(|a| !a.is_empty())
-            .or_else(|| feed_author.map(html::fold_line))
-            .map(|a| shorten(&a, AUTHOR_MAX_CHARS));
+            .or_else(|| feed_author.map(html::fold_line));
+        let feed_summary = feed_summary.filter(|s| !s.is_empty());
+        let tags = self.tags(entry);
 
-        NewPost {
+        let mut post = NewPost {
             stable_id,
             url: url.as_ref().map(Url::to_string),
             title,
-            author,
-            tags: self.tags(entry),
+            author: author.as_deref().map(|a| shorten(a, AUTHOR_MAX_CHARS)),
+            tags: tags.iter().take(MAX_TAGS).cloned().collect(),
             published_at: entry.published.or(entry.updated),
             image: lead_image(entry, content_base).or_else(|| html::first_image(&html)),
             html,
             text,
             feed_summary: feed_summary
-                .filter(|s| !s.is_empty())
-                .map(|s| shorten(&s, SUMMARY_MAX_CHARS)),
+                .as_deref()
+                .map(|s| shorten(s, SUMMARY_MAX_CHARS)),
+            uncapped_hash: None,
+        };
+        // A post stored whole before the caps existed must not look edited: its change
+        // detector is the hash of what it would have been without them.
+        let capped = whole_html.is_some()
+            || (!raw_title.is_empty() && post.title != raw_title)
+            || post.author != author
+            || post.tags.len() != tags.len()
+            || post.feed_summary != feed_summary;
+        if capped {
+            let whole = NewPost {
+                title: if raw_title.is_empty() {
+                    post.title.clone()
+                } else {
+                    raw_title
+                },
+                author,
+                tags,
+                html: whole_html.unwrap_or_else(|| post.html.clone()),
+                feed_summary,
+                text: String::new(),
+                ..post.clone()
+            };
+            post.uncapped_hash = Some(whole.content_hash());
         }
+        post
     }
 
     fn text_line(&self, t: &Text) -> String {
@@ -260,9 +290,6 @@ impl Normalizer {
             let name: String = name.chars().take(TAG_MAX_CHARS).collect();
             if !name.is_empty() && !tags.iter().any(|t| t.eq_ignore_ascii_case(&name)) {
                 tags.push(name);
-            }
-            if tags.len() == MAX_TAGS {
-                break;
             }
         }
         tags
@@ -470,10 +497,20 @@ mod tests {
             p.html.ends_with("</p>"),
             "the sanitizer closes what the cut left open"
         );
-        // The fallback id is still the hash of the whole title and the whole text.
+        // The fallback id is still the hash of the whole title and the whole text, and
+        // the change detector the hash of the whole post, both as before the caps.
         let sanitizer = Sanitizer::new();
-        let whole_text = html::html_to_text(&sanitizer.clean(&body, None));
+        let whole_html = sanitizer.clean(&body, None);
+        let whole_text = html::html_to_text(&whole_html);
         let whole_title = sanitizer.inline_text(&title);
+        let as_before = NewPost {
+            title: whole_title.clone(),
+            html: whole_html,
+            uncapped_hash: None,
+            ..p.clone()
+        };
+        assert_eq!(p.content_hash(), as_before.content_hash());
+        assert_ne!(p.content_hash(), p.content_hash_of_fields());
         assert_eq!(
             p.stable_id,
             StableId::for_entry(None, None, &whole_title, &whole_text)

@@ -21,6 +21,10 @@ use crate::render::{self, PersonalFields, RenderedIssue, Templates};
 use crate::schedule;
 use crate::store::{IssueCreated, LedgerCounts, NewIssue};
 
+/// Times an issue is rendered smaller and sent again after a relay refused it as too
+/// big (each time aiming at three quarters of what was refused).
+const SIZE_ROUNDS: usize = 8;
+
 /// What a rendering is of: a stored issue, or the next one (dated).
 #[derive(Debug, Clone, Copy)]
 enum Of<'a> {
@@ -62,10 +66,6 @@ pub enum DigestError {
     Store(#[from] crate::store::Error),
     #[error(transparent)]
     Keys(#[from] super::SubscriptionError),
-    #[error(
-        "digest \"{digest}\": even with no posts the message is over the relay's limit of {limit} bytes; check the templates"
-    )]
-    TooBig { digest: String, limit: u64 },
     #[error("cannot write the preview to {path}: {source}")]
     Preview {
         path: String,
@@ -285,12 +285,6 @@ impl Herald {
                 digest: digest.name.clone(),
                 source,
             })?;
-        let limit = self.transport.size_limit().await;
-        let (mut rendered, size_note) = self
-            .render_within(templates, digest, issue, &posts, &related, limit)
-            .await?;
-        // The subject was fixed when the issue was created.
-        rendered.subject = issue.subject.clone();
         let ctx = self.message_context(digest)?;
         let key = self.signing_keys().await?.current().clone();
         let smtp = &self.config.smtp;
@@ -300,20 +294,45 @@ impl Herald {
             retry_attempts: smtp.retry_attempts.max(1),
             batch: 500,
             retry_base: Duration::from_secs(60),
+            shrink_on_too_big: true,
         };
         let started = std::time::Instant::now();
-        let job = SendJob {
-            store: self.store.clone(),
-            transport: self.transport.clone(),
-            issue: issue.clone(),
-            rendered,
-            ctx,
-            key,
-            base_url: self.config.site.base_url.clone(),
-            clock: Arc::clone(&self.clock),
-            settings,
-        };
-        let report = deliver::send_issue(job, shutdown).await?;
+        let mut report = SendReport::default();
+        let mut size_note = None;
+        // A relay that refuses a message as too big lowers the limit: render again
+        // within it and send what is left (a few rounds at most).
+        for round in 0..SIZE_ROUNDS {
+            let limit = self.transport.size_limit().await;
+            let (mut rendered, note) = self
+                .render_within(templates, digest, issue, &posts, &related, limit)
+                .await?;
+            size_note = note.or(size_note);
+            // The subject was fixed when the issue was created.
+            rendered.subject = issue.subject.clone();
+            let job = SendJob {
+                store: self.store.clone(),
+                transport: self.transport.clone(),
+                issue: issue.clone(),
+                rendered,
+                ctx: ctx.clone(),
+                key: key.clone(),
+                base_url: self.config.site.base_url.clone(),
+                clock: Arc::clone(&self.clock),
+                settings: SendSettings {
+                    // The last round's refusals are final (about the message, never the
+                    // address).
+                    shrink_on_too_big: round + 1 < SIZE_ROUNDS,
+                    ..settings
+                },
+            };
+            let result = deliver::send_issue(job, shutdown.clone()).await?;
+            let shrunk = self.transport.known_size_limit() < limit;
+            let again = result.too_big && shrunk && !*shutdown.borrow();
+            report.absorb(result);
+            if !again {
+                break;
+            }
+        }
         self.metrics
             .digest_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -385,11 +404,11 @@ impl Herald {
                 hi = mid;
             }
         }
-        let Some((kept, rendered)) = best else {
-            return Err(DigestError::TooBig {
-                digest: digest.name.clone(),
-                limit,
-            });
+        // Even with no posts over the estimate (it allows for the longest names and
+        // headers): send that, and let the relay judge.
+        let (kept, rendered) = match best {
+            Some(best) => best,
+            None => (0, render(0).await?),
         };
         let note = format!(
             "the issue would be up to {full_size} bytes, over the relay's limit of {limit}: {} of its {} posts are left out of the email (the web page has them all)",

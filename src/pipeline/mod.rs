@@ -22,7 +22,7 @@ pub use daemon::TickReport;
 
 pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
 pub use feeds::{FeedError, FeedFile};
-pub use subscription::{ConfirmLink, OutboxReport, SignUp, SubscriptionError};
+pub use subscription::{ConfirmLink, OutboxReport, SignUp, SubscriptionError, describe_request};
 
 use crate::clock::SharedClock;
 use crate::config::Secrets;
@@ -166,6 +166,7 @@ impl Herald {
         }
         let store = Store::open(&config.store.url).await?;
         store.sync_sources(&config.sources, clock.now()).await?;
+        repair_wrong_bounces(&store).await?;
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
         let enricher = Arc::new(Enricher::new(&config.enrich));
         let transport = Transport::from_config(&config.smtp, &secrets)?;
@@ -558,6 +559,36 @@ impl Herald {
         };
         Ok((entries, writer.finish(&record).await?))
     }
+}
+
+/// Once per store: subscribers bounced by replies that did not blame their address
+/// (before refusals were classified by step, a relay's 552 or "500 Line too long"
+/// counted against every address) are confirmed again.
+async fn repair_wrong_bounces(store: &Store) -> Result<(), crate::store::Error> {
+    const DONE: &str = "repaired_bounces_issue_16";
+    if store.setting(DONE).await?.is_some() {
+        return Ok(());
+    }
+    let wrong: Vec<_> = store
+        .bounced_with_replies(3)
+        .await?
+        .into_iter()
+        .filter(|(_, replies)| {
+            !replies
+                .iter()
+                .any(|r| crate::deliver::stored_reply_blames_address(r))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    let repaired = store.unbounce(&wrong).await?;
+    if repaired > 0 {
+        info!(
+            subscribers = repaired,
+            "bounces caused by the relay's refusals of the message were undone"
+        );
+    }
+    store.setting_or_insert(DONE, || "done".into()).await?;
+    Ok(())
 }
 
 /// A fetched feed body and what came with it.

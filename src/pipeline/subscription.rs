@@ -43,10 +43,14 @@ pub enum SubscriptionError {
 }
 
 /// What a confirm link is, before or after it is followed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmLink {
-    /// Signed, unused, unexpired: following it (POST) confirms.
-    Ready,
+    /// Signed, unused, unexpired: following it (POST) confirms this name (when one was
+    /// asked for) and these digests.
+    Ready {
+        name: Option<String>,
+        digests: Vec<String>,
+    },
     /// What following it did or would do.
     Done(ConfirmOutcome),
     /// Not a link herald signed (or its subscriber is gone).
@@ -59,6 +63,19 @@ pub struct OutboxReport {
     pub sent: u64,
     pub deferred: u64,
     pub failed: u64,
+}
+
+/// "the weekly and daily digests, under the name Ana": what a confirmation asks for.
+pub fn describe_request(name: Option<&str>, digests: &[String]) -> String {
+    let mut s = match digests {
+        [] => "the digest".to_owned(),
+        [one] => format!("the {one} digest"),
+        [first @ .., last] => format!("the {} and {last} digests", first.join(", ")),
+    };
+    if let Some(name) = name {
+        s.push_str(&format!(", under the name \"{name}\""));
+    }
+    s
 }
 
 /// Items read from the outbox at a time.
@@ -106,10 +123,29 @@ impl Herald {
         Ok(KeyRing::new(current, older))
     }
 
-    /// Records a sign-up (digests: those named that exist, or all) and sends the mail
-    /// with its confirm link. Nothing about a known address changes here.
-    #[tracing::instrument(skip_all)]
+    /// Records a sign-up (see [`Self::request_sign_up`]) and sends the mail with its
+    /// confirm link.
     pub async fn sign_up(
+        &self,
+        email: &SubscriberEmail,
+        name: Option<&SubscriberName>,
+        digests: &[String],
+    ) -> Result<SignUp, SubscriptionError> {
+        let outcome = self.request_sign_up(email, name, digests).await?;
+        if matches!(outcome, SignUp::ConfirmationQueued { .. })
+            && let Err(e) = self.send_outbox().await
+        {
+            // Queued: the daemon sends it on its next round.
+            warn!(error = %e, "the outbox could not be sent now");
+        }
+        Ok(outcome)
+    }
+
+    /// Records a sign-up (digests: those named that exist, or all) with its mail queued
+    /// in the outbox, durably: once this returns, the confirmation goes out even if the
+    /// process stops now. Nothing about a known address changes here.
+    #[tracing::instrument(skip_all)]
+    pub async fn request_sign_up(
         &self,
         email: &SubscriberEmail,
         name: Option<&SubscriberName>,
@@ -140,19 +176,14 @@ impl Herald {
                 expires_at: now + ttl,
             })
             .await?;
-        let known = match record {
+        Ok(match record {
             SignUpRecord::Bounced(_) => {
                 debug!(to = %email.masked(), "sign-up for a bounced address: nothing sent");
-                return Ok(SignUp::Bounced);
+                SignUp::Bounced
             }
-            SignUpRecord::New(_) => false,
-            SignUpRecord::Known(..) => true,
-        };
-        if let Err(e) = self.send_outbox().await {
-            // Queued: the daemon sends it on its next round.
-            warn!(error = %e, "the outbox could not be sent now");
-        }
-        Ok(SignUp::ConfirmationQueued { known })
+            SignUpRecord::New(_) => SignUp::ConfirmationQueued { known: false },
+            SignUpRecord::Known(..) => SignUp::ConfirmationQueued { known: true },
+        })
     }
 
     /// Sends what is due in the outbox (confirmations), each at most once: an item is
@@ -250,17 +281,21 @@ impl Herald {
         let site = &self.config.site.title;
         let days = ((expires_at - now).num_hours() + 23) / 24;
         let days = days.max(1);
+        // Say exactly what the link would change.
+        let asked = describe_request(item.requested_name.as_deref(), &item.requested_digests);
         let text = format!(
-            "Someone, hopefully you, asked for the {site} digest at this address.\n\n\
-             Confirm the subscription (the link works for {days} day{s}):\n{url}\n\n\
+            "Someone, hopefully you, asked for {asked} of {site} at this address.\n\n\
+             Confirm it (the link works for {days} day{s}):\n{url}\n\n\
              If it was not you, ignore this email: nothing changes and nothing more will be sent.\n",
             s = if days == 1 { "" } else { "s" }
         );
-        let mut html = String::from("<p>Someone, hopefully you, asked for the ");
+        let mut html = String::from("<p>Someone, hopefully you, asked for ");
+        escape_into(&mut html, &asked);
+        html.push_str(" of ");
         escape_into(&mut html, site);
-        html.push_str(" digest at this address.</p><p><a href=\"");
+        html.push_str(" at this address.</p><p><a href=\"");
         escape_into(&mut html, &url);
-        html.push_str("\">Confirm the subscription</a></p><p>If it was not you, ignore this email: nothing changes and nothing more will be sent.</p>");
+        html.push_str("\">Confirm it</a></p><p>If it was not you, ignore this email: nothing changes and nothing more will be sent.</p>");
         let subject = format!("Confirm your subscription to {site}");
         let message = build_transactional(
             ctx,
@@ -299,19 +334,25 @@ impl Herald {
         Ok(match self.confirm_target(token).await? {
             None => ConfirmLink::Invalid,
             Some(ConfirmTarget::Request(subscriber, request)) => {
-                if request.used_at.is_some() {
-                    ConfirmLink::Done(ConfirmOutcome::Used)
-                } else if subscriber.status == SubscriberStatus::Bounced {
+                if subscriber.status == SubscriberStatus::Bounced {
                     ConfirmLink::Done(ConfirmOutcome::Bounced)
+                } else if request.used_at.is_some() {
+                    ConfirmLink::Done(ConfirmOutcome::Used)
                 } else if request.expires_at <= now {
                     ConfirmLink::Done(ConfirmOutcome::Expired)
                 } else {
-                    ConfirmLink::Ready
+                    ConfirmLink::Ready {
+                        name: request.name,
+                        digests: request.digests,
+                    }
                 }
             }
             Some(ConfirmTarget::Legacy(subscriber)) => match subscriber.status {
                 SubscriberStatus::Pending if subscriber.created_at + self.confirm_ttl() > now => {
-                    ConfirmLink::Ready
+                    ConfirmLink::Ready {
+                        name: subscriber.name,
+                        digests: subscriber.digests,
+                    }
                 }
                 SubscriberStatus::Pending => ConfirmLink::Done(ConfirmOutcome::Expired),
                 SubscriberStatus::Confirmed => ConfirmLink::Done(ConfirmOutcome::AlreadyConfirmed),
@@ -421,6 +462,19 @@ impl Herald {
         let Some(subscriber) = self.store.subscriber(parsed.id).await? else {
             return Ok(None);
         };
+        // A link without a nonce (v1) was only ever mailed to the subscribers that
+        // existed when nonces came in.
+        if parsed.nonce.is_none() {
+            let up_to: i64 = self
+                .store
+                .setting("v1_tokens_up_to_id")
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if subscriber.id.0 > up_to {
+                return Ok(None);
+            }
+        }
         let keys = self.signing_keys().await?;
         if !keys.verify(&parsed, purpose, subscriber.email.as_str()) {
             return Ok(None);

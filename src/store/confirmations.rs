@@ -77,13 +77,16 @@ pub struct OutboxItem {
     pub name: Option<String>,
     pub confirmation_nonce: Option<String>,
     pub confirmation_expires_at: Option<DateTime<Utc>>,
+    /// What the confirmation asks for: a name (if any) and digests.
+    pub requested_name: Option<String>,
+    pub requested_digests: Vec<String>,
     pub attempts: u32,
     pub message_id: String,
 }
 
 impl Store {
-    /// Records a sign-up: a new address becomes a pending subscriber; a known one is left
-    /// exactly as it is. Either way (unless it bounced) a confirmation request and the
+    /// Records a sign-up: a new address becomes a pending subscriber (with no name and
+    /// no digests until it confirms); a known one is left exactly as it is. Either way (unless it bounced) a confirmation request and the
     /// mail that carries its link are written in the same transaction.
     pub async fn record_sign_up(&self, r: &SignUpRequest<'_>) -> Result<SignUpRecord> {
         let mut tx = self.begin_write("begin recording a sign-up").await?;
@@ -95,26 +98,18 @@ impl Store {
                 .doing("find subscriber")?;
         let record = match existing {
             None => {
+                // Pending, with nothing asked for yet: the name and digests live in the
+                // confirmation request, so a stranger's sign-up leaves nothing behind that
+                // the owner's own confirmation would inherit.
                 let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO subscribers (email, name, status, created_at, token_nonce)
-                     VALUES (?1, ?2, 'pending', ?3, {NEW_NONCE}) RETURNING id"
+                    "INSERT INTO subscribers (email, status, created_at, token_nonce)
+                     VALUES (?1, 'pending', ?2, {NEW_NONCE}) RETURNING id"
                 )))
                 .bind(r.email.as_str())
-                .bind(r.name)
                 .bind(ts(r.now))
                 .fetch_one(&mut *tx)
                 .await
                 .doing("insert pending subscriber")?;
-                for digest in r.digests {
-                    sqlx::query(
-                        "INSERT INTO subscriptions (subscriber_id, digest) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(digest)
-                    .execute(&mut *tx)
-                    .await
-                    .doing("subscribe pending subscriber")?;
-                }
                 SignUpRecord::New(SubscriberId(id))
             }
             Some((id, status)) => {
@@ -218,11 +213,11 @@ impl Store {
         let expires_at: String = row.get("expires_at");
         let used_at: Option<String> = row.get("used_at");
         let status: String = row.get("status");
-        if used_at.is_some() {
-            return Ok(ConfirmOutcome::Used);
-        }
         if status == SubscriberStatus::Bounced.as_str() {
             return Ok(ConfirmOutcome::Bounced);
+        }
+        if used_at.is_some() {
+            return Ok(ConfirmOutcome::Used);
         }
         if parse_ts("confirmations.expires_at", &expires_at)? <= now {
             return Ok(ConfirmOutcome::Expired);
@@ -316,12 +311,30 @@ impl Store {
         })
     }
 
+    /// Voids a subscriber's unused confirmation requests (they unsubscribed or bounced:
+    /// an older link must not subscribe them again).
+    pub async fn void_confirmations(
+        &self,
+        subscriber: SubscriberId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL",
+        )
+        .bind(subscriber.0)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("void confirmation requests")?;
+        Ok(())
+    }
+
     /// Outbox items to send now: queued ones, deferred ones whose time has come, and
     /// claims a crashed sender left behind.
     pub async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>> {
         let rows = sqlx::query(
             "SELECT o.id, o.kind, o.subscriber_id, s.email, s.name, c.nonce, c.expires_at,
-                    o.attempts, o.message_id
+                    c.name AS requested_name, c.digests AS requested_digests, o.attempts, o.message_id
              FROM outbox o JOIN subscribers s ON s.id = o.subscriber_id
              LEFT JOIN confirmations c ON c.id = o.confirmation_id
              WHERE o.status = 'queued'
@@ -347,6 +360,11 @@ impl Store {
                         "confirmations.expires_at",
                         r.get("expires_at"),
                     )?,
+                    requested_name: r.get("requested_name"),
+                    requested_digests: r
+                        .get::<Option<String>, _>("requested_digests")
+                        .and_then(|d| serde_json::from_str(&d).ok())
+                        .unwrap_or_default(),
                     attempts: r.get::<i64, _>("attempts").try_into().unwrap_or(0),
                     message_id: r.get("message_id"),
                 })

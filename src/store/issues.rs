@@ -94,8 +94,7 @@ pub enum FailureEffect {
     Bounced,
 }
 
-const ISSUE_COLUMNS: &str =
-    "id, digest, due_at, window_start, window_end, subject, post_ids, status, created_at";
+const ISSUE_COLUMNS: &str = "id, digest, due_at, window_start, window_end, subject, post_ids, status, created_at, relay_refusals";
 
 impl Store {
     /// Creates the issue for (digest, due_at) with a queued delivery for every confirmed
@@ -431,6 +430,12 @@ impl Store {
                     .execute(&mut *tx)
                     .await
                     .doing("mark subscriber bounced")?;
+                sqlx::query("UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL")
+                    .bind(subscriber.0)
+                    .bind(ts(now))
+                    .execute(&mut *tx)
+                    .await
+                    .doing("void confirmation requests")?;
                 effect = FailureEffect::Bounced;
             }
         }
@@ -440,10 +445,12 @@ impl Store {
 
     /// Puts failed deliveries back, to be tried again at `retry_at` (their failure was not
     /// theirs: the relay refused everything).
+    /// Rows that have had `max_attempts` attempts stay failed.
     pub async fn requeue(
         &self,
         issue: IssueId,
         subscribers: &[SubscriberId],
+        max_attempts: u32,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
@@ -451,18 +458,102 @@ impl Store {
         for subscriber in subscribers {
             sqlx::query(
                 "UPDATE deliveries SET status = 'deferred', next_attempt_at = ?4, updated_at = ?3
-                 WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'failed'",
+                 WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'failed' AND attempts < ?5",
             )
             .bind(issue.0)
             .bind(subscriber.0)
             .bind(ts(now))
             .bind(ts(retry_at))
+            .bind(i64::from(max_attempts))
             .execute(&mut *tx)
             .await
             .doing("requeue a delivery")?;
         }
         tx.commit().await.doing("commit requeue")?;
         Ok(())
+    }
+
+    /// Records that the relay refused this issue's messages wholesale.
+    pub async fn note_relay_refusal(&self, issue: IssueId) -> Result<()> {
+        sqlx::query("UPDATE issues SET relay_refusals = relay_refusals + 1 WHERE id = ?1")
+            .bind(issue.0)
+            .execute(&self.pool)
+            .await
+            .doing("record a relay refusal")?;
+        Ok(())
+    }
+
+    /// Takes back one hard failure of each subscriber (a relay that refused everyone
+    /// blamed them wrongly), and un-bounces those that failure bounced.
+    pub async fn undo_hard_failures(&self, subscribers: &[(SubscriberId, bool)]) -> Result<()> {
+        if subscribers.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write("begin undoing hard failures").await?;
+        for (subscriber, bounced) in subscribers {
+            sqlx::query(
+                "UPDATE subscribers SET hard_failures = max(hard_failures - 1, 0),
+                     status = CASE WHEN ?2 AND status = 'bounced' THEN 'confirmed' ELSE status END,
+                     bounced_at = CASE WHEN ?2 AND status = 'bounced' THEN NULL ELSE bounced_at END
+                 WHERE id = ?1",
+            )
+            .bind(subscriber.0)
+            .bind(*bounced)
+            .execute(&mut *tx)
+            .await
+            .doing("undo a hard failure")?;
+        }
+        tx.commit().await.doing("commit undone hard failures")?;
+        Ok(())
+    }
+
+    /// Bounced subscribers with the replies of their last failed deliveries (newest
+    /// first, at most `per` each), for a repair of bounces counted wrongly.
+    pub async fn bounced_with_replies(
+        &self,
+        per: usize,
+    ) -> Result<Vec<(SubscriberId, Vec<String>)>> {
+        let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
+            "SELECT s.id, d.last_reply FROM subscribers s
+             JOIN deliveries d ON d.subscriber_id = s.id AND d.status = 'failed'
+             WHERE s.status = 'bounced' ORDER BY s.id, d.updated_at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("read bounced subscribers' replies")?;
+        let mut out: Vec<(SubscriberId, Vec<String>)> = Vec::new();
+        for (id, reply) in rows {
+            let id = SubscriberId(id);
+            match out.last_mut() {
+                Some((last, replies)) if *last == id => {
+                    if replies.len() < per {
+                        replies.push(reply.unwrap_or_default());
+                    }
+                }
+                _ => out.push((id, vec![reply.unwrap_or_default()])),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes bounced subscribers confirmed again (their bounce was not their address's
+    /// fault).
+    pub async fn unbounce(&self, subscribers: &[SubscriberId]) -> Result<u64> {
+        let mut tx = self.begin_write("begin un-bouncing").await?;
+        let mut n = 0;
+        for subscriber in subscribers {
+            let done = sqlx::query(
+                "UPDATE subscribers SET status = 'confirmed', bounced_at = NULL, hard_failures = 0
+                 WHERE id = ?1 AND status = 'bounced'",
+            )
+            .bind(subscriber.0)
+            .execute(&mut *tx)
+            .await
+            .doing("un-bounce a subscriber")?;
+            n += done.rows_affected();
+        }
+        tx.commit().await.doing("commit un-bouncing")?;
+        Ok(n)
     }
 
     /// Marks the issue sent when no delivery is left to try; returns its status.
@@ -525,5 +616,6 @@ fn issue_from_row(r: &SqliteRow) -> Result<Issue> {
             value: status,
         })?,
         created_at: parse_ts("issues.created_at", &r.get::<String, _>("created_at"))?,
+        relay_refusals: r.get::<i64, _>("relay_refusals").try_into().unwrap_or(0),
     })
 }

@@ -10,8 +10,14 @@ use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
 
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberId, SubscriberStatus};
 
-/// One subscriber to import: address, name, digests.
-pub type ImportRow = (SubscriberEmail, Option<String>, Vec<String>);
+/// One subscriber to import: address, name, digests, and a status the row itself gives
+/// (an export's `unsubscribed` or `bounced`, which an import never turns into confirmed).
+pub type ImportRow = (
+    SubscriberEmail,
+    Option<String>,
+    Vec<String>,
+    Option<SubscriberStatus>,
+);
 
 /// What adding a subscriber did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +139,12 @@ impl Store {
         .execute(&self.pool)
         .await
         .doing("set subscriber status")?;
+        if matches!(
+            status,
+            SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+        ) {
+            self.void_confirmations(id, now).await?;
+        }
         Ok(done.rows_affected() > 0)
     }
 
@@ -223,7 +235,7 @@ async fn import_chunk(
         "SELECT lower(email) FROM subscribers WHERE email COLLATE NOCASE IN (",
     );
     let mut list = query.separated(", ");
-    for (email, _, _) in rows {
+    for (email, ..) in rows {
         list.push_bind(email.as_str());
     }
     query.push(")");
@@ -245,16 +257,17 @@ async fn import_chunk(
     }
     let mut out: Vec<Option<AddOutcome>> = vec![None; rows.len()];
     if !fresh.is_empty() {
-        let confirmed_at = (status == SubscriberStatus::Confirmed).then(|| ts(now));
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO subscribers (email, name, status, created_at, confirmed_at, token_nonce) ",
         );
-        insert.push_values(&fresh, |mut row, (_, (email, name, _))| {
+        insert.push_values(&fresh, |mut row, (_, (email, name, _, own))| {
+            let status = own.unwrap_or(status);
+            let confirmed_at = (status == SubscriberStatus::Confirmed).then(|| ts(now));
             row.push_bind(email.as_str())
                 .push_bind(name.as_deref().map(str::trim).filter(|n| !n.is_empty()))
                 .push_bind(status.as_str())
                 .push_bind(ts(now))
-                .push_bind(confirmed_at.clone())
+                .push_bind(confirmed_at)
                 .push(NEW_NONCE);
         });
         insert.push(" RETURNING id, lower(email)");
@@ -267,7 +280,7 @@ async fn import_chunk(
             .map(|(id, email)| (email, id))
             .collect();
         let mut subscriptions: Vec<(i64, &str)> = Vec::new();
-        for (i, (email, _, digests)) in &fresh {
+        for (i, (email, _, digests, _)) in &fresh {
             let Some(id) = ids.get(&email.as_str().to_lowercase()) else {
                 continue;
             };
@@ -295,8 +308,16 @@ async fn import_chunk(
             Some(outcome) => outcome,
             // Known, repeated in the chunk, or (never expected) not returned by the insert.
             None => {
-                let (email, name, digests) = &rows[i];
-                add_in(tx, email, name.as_deref(), digests, status, now).await?
+                let (email, name, digests, own) = &rows[i];
+                add_in(
+                    tx,
+                    email,
+                    name.as_deref(),
+                    digests,
+                    own.unwrap_or(status),
+                    now,
+                )
+                .await?
             }
         };
         outcomes.push(outcome);

@@ -230,6 +230,7 @@ async fn max_items_holds_on_a_thousand_post_store() {
             text: format!("Body {i}"),
             image: None,
             feed_summary: None,
+            uncapped_hash: None,
         })
         .collect();
     let record = PollRecord {

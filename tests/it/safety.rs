@@ -222,7 +222,9 @@ async fn size_and_line_length_refusals_bounce_nobody_over_three_issues() {
             assert_eq!(report.bounced, 0);
             let reason = &report.reasons[0].0;
             assert!(
-                reason.starts_with("552 Message size") || reason.starts_with("500 Line too long"),
+                reason.starts_with("552 Message size")
+                    || reason.starts_with("500 Line too long")
+                    || reason.starts_with("not sent: the message is"),
                 "{reason}"
             );
         }
@@ -231,6 +233,130 @@ async fn size_and_line_length_refusals_bounce_nobody_over_three_issues() {
             assert_eq!(s.status, SubscriberStatus::Confirmed, "{refusal}: {e}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_relay_that_refuses_everyone_bounces_nobody_even_when_it_blames_addresses() {
+    let site = Site::start("").await;
+    let emails: Vec<String> = (0..25).map(|i| format!("r{i:02}@example.org")).collect();
+    for e in &emails {
+        site.add(e, None, &["weekly"]).await;
+    }
+    site.sink
+        .behaviour
+        .lock()
+        .unwrap()
+        .reject_rcpt
+        .extend(emails.iter().cloned());
+    for round in 0..4 {
+        site.new_post(round).await;
+        let run = site
+            .herald
+            .send_digest("weekly", DigestWhen::Now, no_stop())
+            .await
+            .unwrap();
+        let report = run.report.unwrap();
+        assert!(report.relay_refusing, "round {round}");
+        assert_eq!(report.bounced, 0, "round {round}");
+    }
+    for e in &emails {
+        let s = site.subscriber(&SubscriberEmail::parse(e).unwrap()).await;
+        assert_eq!(s.status, SubscriberStatus::Confirmed, "{e}");
+    }
+}
+
+#[tokio::test]
+async fn a_relay_with_a_hidden_size_limit_gets_a_smaller_digest_not_a_loop() {
+    let site = Site::start("").await;
+    let emails: Vec<String> = (0..25).map(|i| format!("s{i:02}@example.org")).collect();
+    for e in &emails {
+        site.add(e, None, &["weekly"]).await;
+    }
+    let items: String = (0..20)
+        .map(|i| format!("<item><title>Post {i} on the harbour</title><guid>h-{i}</guid><link>https://blog.example.org/h{i}</link><description>The tide came in faster than the tables promised, and the boats that had been sitting on the mud an hour earlier were afloat. Number {i}.</description></item>"))
+        .collect();
+    site.feed.state.set_body(format!(
+        "<rss version=\"2.0\"><channel><title>H</title>{items}</channel></rss>"
+    ));
+    site.clock.advance(chrono::Duration::days(1));
+    site.herald.poll_sources(None).await.unwrap();
+    {
+        let mut b = site.sink.behaviour.lock().unwrap();
+        b.size_limit = Some(0); // no SIZE advertised
+        b.refuse_over = Some(16_000);
+    }
+    let run = site
+        .herald
+        .send_digest("weekly", DigestWhen::Now, no_stop())
+        .await
+        .unwrap();
+    assert_eq!(run.counts.sent, 25, "{:?}", run.report);
+    assert_eq!(run.status, IssueStatus::Sent);
+    assert!(run.size_note.is_some());
+    let report = run.report.unwrap();
+    assert_eq!((report.failed, report.bounced), (0, 0));
+    assert!(site.sink.received().iter().all(|m| m.data.len() <= 16_000));
+}
+
+#[tokio::test]
+async fn subscribers_bounced_by_the_relays_refusals_before_the_fix_are_restored() {
+    let site = Site::start("").await;
+    site.add("wrong@example.org", None, &["weekly"]).await;
+    site.add("dead@example.org", None, &["weekly"]).await;
+    let path = site.env.dir.path().join("data/herald.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // What an older herald left: both bounced, one by "line too long", one by 5.1.1.
+    for (i, (email, reply)) in [
+        ("wrong@example.org", "500 Line too long"),
+        ("dead@example.org", "550 5.1.1 No such user"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for issue in 1..=3 {
+            sqlx::query("INSERT OR IGNORE INTO issues (id, digest, due_at, window_end, subject, post_ids, status, created_at) VALUES (?1, 'weekly', ?2, ?2, 's', '[]', 'sent', ?2)")
+                .bind(issue)
+                .bind(format!("2026-0{issue}-01T08:00:00.000Z"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, last_reply, message_id, updated_at)
+                         SELECT ?1, id, 'failed', 1, ?2, 'm' || ?1 || ?3, ?4 FROM subscribers WHERE email = ?5")
+                .bind(issue)
+                .bind(reply)
+                .bind(i as i64)
+                .bind(format!("2026-0{issue}-01T08:00:00.000Z"))
+                .bind(email)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("UPDATE subscribers SET status = 'bounced' WHERE email = ?1")
+            .bind(email)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM settings WHERE key = 'repaired_bounces_issue_16'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let _reopened = Herald::open_with(site.env.config(), Arc::new(site.clock.clone()), secrets())
+        .await
+        .unwrap();
+    let wrong = SubscriberEmail::parse("wrong@example.org").unwrap();
+    let dead = SubscriberEmail::parse("dead@example.org").unwrap();
+    assert_eq!(
+        site.subscriber(&wrong).await.status,
+        SubscriberStatus::Confirmed
+    );
+    assert_eq!(
+        site.subscriber(&dead).await.status,
+        SubscriberStatus::Bounced
+    );
 }
 
 #[tokio::test]
@@ -315,6 +441,60 @@ async fn a_stranger_cannot_rename_or_resubscribe_a_confirmed_reader() {
     let stored = site.subscriber(&ana).await;
     assert_eq!(stored.name.as_deref(), Some("Mallory"));
     assert_eq!(stored.digests, vec!["daily", "weekly"]);
+}
+
+#[tokio::test]
+async fn a_strangers_sign_up_leaves_nothing_the_owner_inherits_and_old_links_die_with_an_unsubscribe()
+ {
+    let site = Site::start("").await;
+    // A stranger signs up someone else's new address, with a name and a digest.
+    site.sign_up("email=owner%40example.org&name=Mallory&digest=daily")
+        .await;
+    let owner = SubscriberEmail::parse("owner@example.org").unwrap();
+    let stored = site.subscriber(&owner).await;
+    assert_eq!(
+        (stored.name, stored.digests.len()),
+        (None, 0),
+        "nothing asked for is stored"
+    );
+    // The stranger's link says what it would do.
+    let links = site.confirm_links("owner@example.org", 1).await;
+    let page = site
+        .client
+        .get(&links[0])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("the daily digest, under the name &quot;Mallory&quot;"),
+        "{page}"
+    );
+    // The owner signs up themselves, with no name: their link gives no name.
+    site.sign_up("email=owner%40example.org&digest=weekly")
+        .await;
+    let links = site.confirm_links("owner@example.org", 2).await;
+    assert_eq!(
+        site.client.post(&links[1]).send().await.unwrap().status(),
+        200
+    );
+    let stored = site.subscriber(&owner).await;
+    assert_eq!(stored.name, None);
+    assert_eq!(stored.digests, vec!["weekly"]);
+    // They leave; the stranger's still-unused link does not bring them back.
+    site.herald
+        .store
+        .set_subscriber_status(stored.id, SubscriberStatus::Unsubscribed, site.clock.now())
+        .await
+        .unwrap();
+    let r = site.client.post(&links[0]).send().await.unwrap();
+    assert_eq!(r.status(), 410);
+    assert_eq!(
+        site.subscriber(&owner).await.status,
+        SubscriberStatus::Unsubscribed
+    );
 }
 
 // ---- High 3: weak secrets are refused ----
@@ -460,7 +640,7 @@ async fn confirm_links_expire_are_used_once_and_do_not_revive_a_bounced_address(
 }
 
 #[tokio::test]
-async fn a_confirm_link_mailed_before_nonces_still_confirms_a_fresh_pending_reader() {
+async fn a_confirm_link_mailed_before_nonces_confirms_only_a_reader_of_that_time() {
     let site = Site::start("").await;
     let email = SubscriberEmail::parse("old@example.org").unwrap();
     let id = site
@@ -483,6 +663,32 @@ async fn a_confirm_link_mailed_before_nonces_still_confirms_a_fresh_pending_read
         email.as_str(),
     );
     let url = format!("{}confirm/{v1}", site.base);
+    // This subscriber came after nonces: no v1 link was ever mailed to them, so none
+    // works (with a known secret, v1 links could be forged for every id).
+    assert_eq!(site.client.get(&url).send().await.unwrap().status(), 400);
+    let unsubscribe = key.sign_v1(
+        herald::domain::token::TokenPurpose::Unsubscribe,
+        id,
+        email.as_str(),
+    );
+    assert!(
+        site.herald
+            .unsubscribe(&unsubscribe)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // As if the store had been migrated with this subscriber already in it.
+    let path = site.env.dir.path().join("data/herald.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE settings SET value = ?1 WHERE key = 'v1_tokens_up_to_id'")
+        .bind(id.0.to_string())
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
     assert_eq!(site.client.get(&url).send().await.unwrap().status(), 200);
     assert_eq!(site.client.post(&url).send().await.unwrap().status(), 200);
     assert_eq!(
@@ -658,6 +864,7 @@ async fn slow_header_connections_are_closed_and_the_connection_cap_holds() {
         header_read: Duration::from_millis(500),
         idle: Duration::from_secs(1),
         connections: 1,
+        ..Default::default()
     };
     tokio::spawn(herald::http::server::serve(
         listener,
@@ -702,6 +909,53 @@ async fn slow_header_connections_are_closed_and_the_connection_cap_holds() {
         .expect("answered before the 10 s request timeout")
         .unwrap();
     assert_eq!(&head, b"HTTP/1.1 413");
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_and_one_address_cannot_hold_them_all() {
+    let site = Site::start("").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = herald::http::server::Limits {
+        idle: Duration::from_millis(800),
+        per_address: 2,
+        exempt_loopback: false,
+        ..Default::default()
+    };
+    tokio::spawn(herald::http::server::serve(
+        listener,
+        herald::http::router(site.state.clone()),
+        limits,
+        std::future::pending(),
+    ));
+    // Headers sent, then a body that stops after three of its ten bytes: no byte moves,
+    // and the connection is closed long before the 10 s request timeout would answer.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10\r\n\r\nema")
+        .await
+        .unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    second.write_all(b"GET /healthz HT").await.unwrap();
+    // A third from the same address is refused at once.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = Vec::new();
+    let refused = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf)).await;
+    assert!(
+        refused.is_ok() && buf.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), stalled.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the stalled connection was closed");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("408"),
+        "closed as idle, not timed out"
+    );
 }
 
 // ---- Medium 9: archive pages are rendered once ----
@@ -931,6 +1185,19 @@ async fn metrics_need_the_token_or_loopback_and_pages_carry_security_headers() {
         .await
         .unwrap();
     assert_eq!(proxied.status(), 403, "through a proxy it is not loopback");
+
+    let proxied_config = Site::start("[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").await;
+    let r = proxied_config
+        .client
+        .get(format!("{}metrics", proxied_config.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "behind a declared proxy, loopback proves nothing"
+    );
 
     let moved = Site::start("[http]\nmetrics_listen = \"127.0.0.1:0\"\n").await;
     assert_eq!(

@@ -4,6 +4,19 @@
 
 ALTER TABLE subscribers ADD COLUMN token_nonce TEXT;
 UPDATE subscribers SET token_nonce = lower(hex(randomblob(16))) WHERE token_nonce IS NULL;
+-- Links without a nonce (v1) were mailed only to the subscribers that exist now; they
+-- keep working for them and for nobody else.
+INSERT INTO settings (key, value)
+SELECT 'v1_tokens_up_to_id', CAST(coalesce(max(id), 0) AS TEXT) FROM subscribers;
+-- Hard failures counted before refusals were classified by step (a 552 or a 500 "line
+-- too long" counted against the address): start the count again.
+UPDATE subscribers SET hard_failures = 0;
+-- How often the relay refused an issue's messages wholesale: a resumed send of such an
+-- issue stops at its first refusal instead of judging the list's tail alone.
+ALTER TABLE issues ADD COLUMN relay_refusals INTEGER NOT NULL DEFAULT 0;
+-- Per-request lookups by subscriber (tokens, sign-ups) read the subscriptions of one
+-- subscriber; the primary key starts with the digest.
+CREATE INDEX subscriptions_by_subscriber ON subscriptions (subscriber_id, digest);
 
 -- One row per sign-up: what it asks for, applied only when the mailbox confirms it.
 CREATE TABLE confirmations (
