@@ -67,12 +67,7 @@ pub fn summarize(
             source: SummarySource::Feed,
         };
     }
-    // Clean first, so that words are counted as they will be shown.
-    let sentences: Vec<String> = text
-        .lines()
-        .map(clean)
-        .flat_map(|line| split_sentences(&line))
-        .collect();
+    let sentences = text_sentences(text);
     let prose: Vec<&String> = sentences.iter().filter(|s| is_prose(s)).collect();
     let candidates: Vec<&str> = if prose.is_empty() {
         sentences.iter().map(String::as_str).collect()
@@ -101,6 +96,15 @@ pub fn summarize(
         text: extract(analyzer, title, &candidates, budget),
         source: SummarySource::Extract,
     }
+}
+
+/// The sentences of a post's text: each line (a block of the HTML) on its own, cleaned
+/// first so that words are counted as they will be shown.
+fn text_sentences(text: &str) -> Vec<String> {
+    text.lines()
+        .map(clean)
+        .flat_map(|line| split_sentences(&line))
+        .collect()
 }
 
 /// Chooses the best sentences that fit the budget and returns them in text order.
@@ -545,14 +549,8 @@ mod tests {
     #[test]
     fn list_items_on_their_own_lines_stay_apart() {
         let text = "Three things:\nFlour and water\nSalt\nTime. Lots of it.";
-        // Clean first, so that words are counted as they will be shown.
-        let sentences: Vec<String> = text
-            .lines()
-            .map(clean)
-            .flat_map(|line| split_sentences(&line))
-            .collect();
         assert_eq!(
-            sentences,
+            text_sentences(text),
             vec![
                 "Three things:",
                 "Flour and water",

@@ -170,14 +170,22 @@ async fn an_edited_post_gets_a_new_summary_and_list() {
 
 #[tokio::test]
 async fn rebuild_recomputes_everything_and_agrees_with_incremental_lists() {
-    let server = FeedServer::start(rss(&base_items())).await;
+    // Half the posts first (the index is built), then the rest (added to it
+    // incrementally): the lists must be those a rebuild from scratch computes.
+    let items = base_items();
+    let server = FeedServer::start(rss(&[items[0].clone(), items[1].clone()])).await;
     let env = TestEnv::new(&format!(
         "{}[enrich]\ninclude_newer = true\n",
         source("blog", &server.url("/feed.xml"))
     ));
     let herald = env.herald(&clock()).await;
     herald.poll_sources(None).await.unwrap();
-    herald.enrich(EnrichScope::Stale).await.unwrap();
+    assert!(herald.enrich(EnrichScope::Stale).await.unwrap().rebuilt);
+    server.state.set_body(rss(&items));
+    herald.poll_sources(None).await.unwrap();
+    let incremental = herald.enrich(EnrichScope::Stale).await.unwrap();
+    assert!(!incremental.rebuilt, "the second run adds to the index");
+    assert_eq!(incremental.summarized, 2);
     let before: Vec<_> = {
         let posts = herald
             .store

@@ -92,19 +92,31 @@ async fn a_changed_feed_is_fetched_again_and_edits_update_posts() {
 
 #[tokio::test]
 async fn uses_last_modified_when_there_is_no_etag_match() {
-    // The server answers 304 to If-Modified-Since only when no If-None-Match is sent;
-    // herald sends both, so this checks the ETag path does not break the date path.
+    // A server that sends Last-Modified and no ETag: the second poll must ask with
+    // If-Modified-Since alone and take the 304.
     let server = FeedServer::start(fixture("atom.xml")).await;
-    let env = TestEnv::new(&source("atom", &server.url("/feed.xml")));
+    let env = TestEnv::new(&source("atom", &server.url("/dated.xml")));
     let herald = env.herald(&clock()).await;
-    herald.poll_sources(None).await.unwrap();
+    let first = herald.poll_sources(None).await.unwrap();
+    assert!(
+        matches!(outcome(&first, "atom"), PollOutcome::Stored { .. }),
+        "{first:?}"
+    );
     let row = &herald.store.sources().await.unwrap()[0];
+    assert_eq!(row.state.etag, None);
     assert!(
         row.state
             .last_modified
             .as_deref()
             .is_some_and(|v| v.ends_with("GMT"))
     );
+    let second = herald.poll_sources(None).await.unwrap();
+    assert!(
+        matches!(outcome(&second, "atom"), PollOutcome::NotModified),
+        "{second:?}"
+    );
+    assert_eq!(server.state.not_modified_answers.load(Ordering::SeqCst), 1);
+    assert_eq!(server.state.full_answers.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

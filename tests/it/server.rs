@@ -545,7 +545,13 @@ async fn sigterm_mid_send_loses_nothing_and_serve_finishes_the_issue() {
     let sender = herald(&["digest", "send", "weekly", "--force", "--no-poll"])
         .spawn()
         .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while sink.accepted() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never got going: {} accepted",
+            sink.accepted()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     sigterm(sender.id().unwrap());

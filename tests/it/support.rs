@@ -50,6 +50,7 @@ impl ServerState {
 /// | --- | --- |
 /// | `/feed.xml` | the current body, with ETag and Last-Modified; 304 on a matching validator |
 /// | `/plain.xml` | the current body with no validators at all |
+/// | `/dated.xml` | the current body with Last-Modified only (no ETag); 304 on a matching If-Modified-Since |
 /// | `/gzip.xml` | the current body gzip-encoded |
 /// | `/redirect/{n}` | `n` redirects, then `/feed.xml` |
 /// | `/status/{code}` | an empty answer with that status |
@@ -70,6 +71,7 @@ impl FeedServer {
         let app = Router::new()
             .route("/feed.xml", get(feed))
             .route("/plain.xml", get(plain))
+            .route("/dated.xml", get(dated))
             .route("/gzip.xml", get(gzip))
             .route("/redirect/{n}", get(redirect))
             .route("/status/{code}", get(status))
@@ -132,6 +134,27 @@ async fn feed(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Resp
             (header::LAST_MODIFIED, last_modified),
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "max-age=60".into()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn dated(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    let body = state.body.lock().unwrap().clone();
+    let (_, last_modified) = validators(&body);
+    if headers
+        .get(header::IF_MODIFIED_SINCE)
+        .is_some_and(|v| v.as_bytes() == last_modified.as_bytes())
+    {
+        state.not_modified_answers.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    state.full_answers.fetch_add(1, Ordering::SeqCst);
+    (
+        [
+            (header::LAST_MODIFIED, last_modified),
+            (header::CONTENT_TYPE, "application/atom+xml".to_owned()),
         ],
         body,
     )
