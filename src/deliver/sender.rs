@@ -99,11 +99,11 @@ const FAILURES_BEFORE_STOPPING: u64 = 20;
 
 #[derive(Default)]
 struct Tally {
-    /// Permanent failures since the last success.
-    failing_streak: AtomicU64,
-    /// Those failures: subscriber, whether the reply blamed the address, whether that
-    /// bounced them (so that a relay refusing everything can be undone).
-    streak: std::sync::Mutex<Vec<(SubscriberId, bool, bool)>>,
+    /// Permanent failures since the last success (see [`Streak`]).
+    streak: std::sync::Mutex<Streak>,
+    /// Successes so far: a failure whose reply came before a success does not join the
+    /// streak that success ended.
+    successes: AtomicU64,
     /// A message was refused as too big: stop starting new ones.
     too_big: std::sync::atomic::AtomicBool,
     sent: AtomicU64,
@@ -114,7 +114,28 @@ struct Tally {
     reasons: std::sync::Mutex<Vec<(String, u64)>>,
 }
 
+/// The permanent failures since the last success: subscriber, whether the reply blamed
+/// the address, whether that bounced them (so that a relay refusing everything can be
+/// undone), and how many of them were the relay's own kind of refusal.
+#[derive(Default)]
+struct Streak {
+    failures: Vec<(SubscriberId, bool, bool)>,
+    relay_refusals: usize,
+}
+
 impl Tally {
+    /// Whether the relay seems to refuse everything: 20 permanent failures in a row, or,
+    /// for an issue it refused wholesale before, one refusal of its own kind (not one
+    /// about an address) before any success.
+    fn relay_refusing(&self, refused_before: bool) -> bool {
+        self.streak.lock().is_ok_and(|s| {
+            s.failures.len() as u64 >= FAILURES_BEFORE_STOPPING
+                || (refused_before
+                    && s.relay_refusals > 0
+                    && self.successes.load(Ordering::Relaxed) == 0)
+        })
+    }
+
     /// Counts one failure's reason (its reply without the per-message details).
     fn reason(&self, reply: &str) {
         let key: String = crate::domain::shorten(reply, 160);
@@ -144,6 +165,8 @@ pub struct SendJob {
     pub base_url: url::Url,
     pub clock: SharedClock,
     pub settings: SendSettings,
+    /// The size limit `rendered` was made to fit.
+    pub render_limit: u64,
 }
 
 /// What every send task shares.
@@ -179,13 +202,9 @@ pub async fn send_issue(
     let mut interrupted = false;
     let mut relay_refusing = false;
     // An issue the relay refused wholesale before: its next run stops at the first
-    // refusal that is not followed by a success (the tail of a list must not be judged
-    // alone, with a streak too short to see the relay).
-    let threshold = if issue.relay_refusals > 0 {
-        1
-    } else {
-        FAILURES_BEFORE_STOPPING
-    };
+    // refusal of the relay's kind before a success (the tail of a list must not be
+    // judged alone, with a streak too short to see the relay).
+    let refused_before = issue.relay_refusals > 0;
     // A run sends what is due when it starts; deferrals made during the run wait for
     // the next run (or the daemon's retry), so a flapping server cannot loop us here.
     let started = clock.now();
@@ -203,10 +222,9 @@ pub async fn send_issue(
             if shared.tally.too_big.load(Ordering::Relaxed) {
                 break 'batches;
             }
-            if shared.tally.failing_streak.load(Ordering::Relaxed) >= threshold {
+            if shared.tally.relay_refusing(refused_before) {
                 tracing::error!(
                     issue = issue.id.0,
-                    streak = threshold,
                     "the relay refused every message in a row; stopping this issue (the rest stays queued): check smtp.from, bounce_address and the relay's logs"
                 );
                 relay_refusing = true;
@@ -264,7 +282,7 @@ pub async fn send_issue(
             .tally
             .streak
             .lock()
-            .map(|mut v| std::mem::take(&mut *v))
+            .map(|mut s| std::mem::take(&mut s.failures))
             .unwrap_or_default();
         let blamed: Vec<(SubscriberId, bool)> = streak
             .iter()
@@ -272,8 +290,9 @@ pub async fn send_issue(
             .map(|(id, _, bounced)| (*id, *bounced))
             .collect();
         let refused: Vec<SubscriberId> = streak.iter().map(|(id, ..)| *id).collect();
-        // Not at once: the relay said no to all of them; ask again after a while.
-        let retry_at = clock.now() + retry_delay(settings.retry_base * 10, 0);
+        // Not at once: the relay said no to all of them; ask again after a while, longer
+        // each time it does (up to six hours), for as long as it takes.
+        let retry_at = clock.now() + retry_delay(settings.retry_base * 10, issue.relay_refusals);
         let now = clock.now();
         if let Err(e) = store.note_relay_refusal(issue.id).await {
             warn!(issue = issue.id.0, error = %e, "could not record the relay's refusal");
@@ -281,10 +300,7 @@ pub async fn send_issue(
         if let Err(e) = store.undo_hard_failures(&blamed).await {
             warn!(issue = issue.id.0, error = %e, "could not take back the hard failures");
         }
-        if let Err(e) = store
-            .requeue(issue.id, &refused, settings.retry_attempts, retry_at, now)
-            .await
-        {
+        if let Err(e) = store.requeue(issue.id, &refused, retry_at, now).await {
             warn!(issue = issue.id.0, error = %e, "could not requeue the refused deliveries");
         }
     }
@@ -349,30 +365,31 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         )),
     };
     let now = job.clock.now();
+    let successes_before = tally.successes.load(Ordering::Relaxed);
+    // Refused as too big, by the relay, or by herald because the relay's limit came
+    // down after this rendering (a message already on its way when another was refused).
+    let shrinkable = result.as_ref().err().is_some_and(|error| {
+        error.is_too_big()
+            || (error.is_over_known_limit() && job.transport.known_size_limit() < job.render_limit)
+    });
     let recorded = match result {
-        // Too big for the relay: not this subscriber's problem, nor final. Stop the run;
-        // the issue is rendered again within the smaller limit and this one retried.
-        // (Messages already on their way when the limit came down are refused here by
-        // herald itself; they wait for the smaller rendering too.)
-        Err(error)
-            if (error.is_too_big()
-                || (error.is_over_known_limit() && tally.too_big.load(Ordering::Relaxed)))
-                && job.settings.shrink_on_too_big
-                && delivery.attempts + 1 < job.settings.retry_attempts =>
-        {
+        // Too big: not this subscriber's problem, nor final. Stop the run; the issue is
+        // rendered again within the smaller limit and this one sent then (no attempt is
+        // counted: the next rendering is a different message).
+        Err(error) if shrinkable && job.settings.shrink_on_too_big => {
             tally.too_big.store(true, Ordering::Relaxed);
             tally.reason(&error.reply);
             tally.deferred.fetch_add(1, Ordering::Relaxed);
             job.store
-                .mark_deferred(issue, delivery.subscriber_id, &error.reply, now, now)
+                .retry_now(issue, delivery.subscriber_id, &error.reply, now)
                 .await
         }
         Ok(reply) => {
             debug!(issue = issue.0, to = %delivery.email.masked(), %reply, "sent");
             tally.sent.fetch_add(1, Ordering::Relaxed);
-            tally.failing_streak.store(0, Ordering::Relaxed);
             if let Ok(mut streak) = tally.streak.lock() {
-                streak.clear();
+                tally.successes.fetch_add(1, Ordering::Relaxed);
+                *streak = Streak::default();
             }
             job.store.mark_sent(issue, delivery, &reply, now).await
         }
@@ -392,9 +409,6 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             tally.reason(&error.reply);
             // A message herald could not build says nothing about the relay.
             let counts_for_relay = permanent && error.blame() != super::Blame::Build;
-            if counts_for_relay {
-                tally.failing_streak.fetch_add(1, Ordering::Relaxed);
-            }
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
             tally.failed.fetch_add(1, Ordering::Relaxed);
             // Only a failure that blames the address counts towards a bounce.
@@ -404,8 +418,17 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
                 .mark_failed(issue, delivery.subscriber_id, &error.reply, bounce, now)
                 .await;
             let bounced = matches!(effect, Ok(FailureEffect::Bounced));
-            if counts_for_relay && let Ok(mut streak) = tally.streak.lock() {
-                streak.push((delivery.subscriber_id, bounce, bounced));
+            if counts_for_relay
+                && let Ok(mut streak) = tally.streak.lock()
+                // A success that came after this reply ended the streak it belonged to.
+                && tally.successes.load(Ordering::Relaxed) == successes_before
+            {
+                streak
+                    .failures
+                    .push((delivery.subscriber_id, bounce, bounced));
+                if error.is_relay_refusal() {
+                    streak.relay_refusals += 1;
+                }
             }
             match effect {
                 Ok(FailureEffect::Bounced) => {

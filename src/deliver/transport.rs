@@ -65,8 +65,12 @@ pub struct SmtpPool {
     max_idle: usize,
     /// `smtp.max_message_size`.
     max_size: u64,
-    /// What the relay's EHLO advertised as `SIZE` (0: nothing seen yet, or no limit).
-    relay_size: std::sync::atomic::AtomicU64,
+    /// What the relay's EHLO advertised as `SIZE` (0: no limit, or not asked yet).
+    advertised: std::sync::atomic::AtomicU64,
+    /// A lower limit learned from the relay refusing a message as too big (0: none).
+    learned: std::sync::atomic::AtomicU64,
+    /// Whether a connection (and so an EHLO) was made yet.
+    asked: std::sync::atomic::AtomicBool,
 }
 
 impl Transport {
@@ -93,7 +97,9 @@ impl Transport {
                     idle: Mutex::new(Vec::new()),
                     max_idle: smtp.max_connections,
                     max_size: smtp.max_message_size,
-                    relay_size: std::sync::atomic::AtomicU64::new(0),
+                    advertised: std::sync::atomic::AtomicU64::new(0),
+                    learned: std::sync::atomic::AtomicU64::new(0),
+                    asked: std::sync::atomic::AtomicBool::new(false),
                 })))
             }
         }
@@ -145,7 +151,7 @@ impl Transport {
     /// configured limit.
     pub async fn size_limit(&self) -> u64 {
         if let Transport::Smtp(pool) = self
-            && pool.relay_size.load(std::sync::atomic::Ordering::Relaxed) == 0
+            && !pool.asked.load(std::sync::atomic::Ordering::Relaxed)
             && let Ok(conn) = pool.checkout().await
         {
             pool.checkin(conn);
@@ -170,10 +176,11 @@ impl Transport {
 
 impl SmtpPool {
     fn size_limit(&self) -> u64 {
-        match self.relay_size.load(std::sync::atomic::Ordering::Relaxed) {
-            0 => self.max_size,
-            relay => relay.min(self.max_size),
-        }
+        use std::sync::atomic::Ordering::Relaxed;
+        [self.advertised.load(Relaxed), self.learned.load(Relaxed)]
+            .into_iter()
+            .filter(|n| *n > 0)
+            .fold(self.max_size, u64::min)
     }
 
     async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<String, SendError> {
@@ -190,7 +197,7 @@ impl SmtpPool {
                     // or a larger one): aim lower next time.
                     let smaller = (bytes.len() as u64).saturating_mul(3) / 4;
                     let current = self.size_limit();
-                    self.relay_size.store(
+                    self.learned.store(
                         smaller.min(current).max(1),
                         std::sync::atomic::Ordering::Relaxed,
                     );
@@ -307,10 +314,11 @@ impl SmtpPool {
             .await
             .map_err(fail)?;
         let lines: Vec<&str> = ehlo.message().collect();
-        if let Some(size) = advertised_size(&lines) {
-            self.relay_size
-                .store(size, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.advertised.store(
+            advertised_size(&lines).unwrap_or(0),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await

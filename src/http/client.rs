@@ -60,7 +60,7 @@ pub fn is_forwarded(headers: &HeaderMap) -> bool {
 
 /// The key a client is counted under: its address, or for IPv6 its /64 (one host
 /// usually has a whole /64 to pick addresses from).
-fn client_key(ip: IpAddr) -> IpAddr {
+pub(super) fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -92,8 +92,8 @@ impl Default for RateLimiter {
 }
 
 /// Counters per key, swept of expired windows now and then (never more than every
-/// [`SWEEP_EVERY`], so a flood of new keys costs no scan per request). While the map is
-/// full of live windows, new keys are refused rather than let it grow without bound.
+/// [`SWEEP_EVERY`], so a flood of new keys costs no scan per request). A map full of
+/// live windows is cleared rather than let grow without bound or refuse everyone.
 struct Buckets<K> {
     map: HashMap<K, (Instant, u32)>,
     last_sweep: Option<Instant>,
@@ -148,7 +148,13 @@ fn count<K: std::hash::Hash + Eq>(
     }
     let map = &mut buckets.map;
     if map.len() >= MAX_KEYS && !map.contains_key(&key) {
-        return Err(SWEEP_EVERY);
+        // Full of live windows (a flood from very many addresses): start over rather
+        // than refuse every newcomer; the per-address limit still guards each mailbox.
+        tracing::warn!(
+            keys = map.len(),
+            "sign-up rate limits reset: too many clients at once"
+        );
+        map.clear();
     }
     let entry = map.entry(key).or_insert((now, 0));
     if now.duration_since(entry.0) >= window {

@@ -91,6 +91,19 @@ impl PerAddress {
     }
 }
 
+/// One counted connection; leaving on drop, so that a panicking connection task still
+/// gives its place back.
+struct Counted {
+    per_address: Arc<PerAddress>,
+    key: std::net::IpAddr,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.per_address.leave(self.key);
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes what is in
 /// flight. Each request carries the peer's address as [`ConnectInfo`].
 pub async fn serve(
@@ -124,25 +137,30 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let ip = peer.ip();
+        let ip = peer.ip().to_canonical();
         let exempt = (limits.exempt_loopback && ip.is_loopback())
             || limits.exempt.iter().any(|net| net.contains(ip));
-        let limited = !exempt;
-        if limited && !per_address.enter(ip, limits.per_address) {
+        // Counted like the rate limit: an IPv6 host by its /64.
+        let key = super::client::client_key(ip);
+        let counted = if exempt {
+            None
+        } else if per_address.enter(key, limits.per_address) {
+            Some(Counted {
+                per_address: Arc::clone(&per_address),
+                key,
+            })
+        } else {
             // Closed at once: this address holds enough connections already.
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let stop = stop_rx.clone();
         let limits = limits.clone();
-        let per_address = Arc::clone(&per_address);
         connections.spawn(async move {
             serve_connection(stream, peer, router, &limits, stop).await;
-            if limited {
-                per_address.leave(ip);
-            }
+            drop(counted);
             drop(permit);
         });
         while connections.try_join_next().is_some() {}

@@ -318,6 +318,7 @@ impl Herald {
                 key: key.clone(),
                 base_url: self.config.site.base_url.clone(),
                 clock: Arc::clone(&self.clock),
+                render_limit: limit,
                 settings: SendSettings {
                     // The last round's refusals are final (about the message, never the
                     // address).

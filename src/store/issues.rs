@@ -392,6 +392,29 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a delivery back to be tried again at once, without counting an attempt (its
+    /// message was refused as too big and will be rendered smaller).
+    pub async fn retry_now(
+        &self,
+        issue: IssueId,
+        subscriber: SubscriberId,
+        reply: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'deferred', last_reply = ?3, next_attempt_at = ?4, updated_at = ?4
+             WHERE issue_id = ?1 AND subscriber_id = ?2",
+        )
+        .bind(issue.0)
+        .bind(subscriber.0)
+        .bind(reply)
+        .bind(ts(now))
+        .execute(&self.pool)
+        .await
+        .doing("defer a delivery for a smaller message")?;
+        Ok(())
+    }
+
     /// Records a final failure. A permanent one (5xx) counts towards the subscriber's
     /// failures in a row; the third marks them bounced.
     pub async fn mark_failed(
@@ -445,26 +468,26 @@ impl Store {
 
     /// Puts failed deliveries back, to be tried again at `retry_at` (their failure was not
     /// theirs: the relay refused everything).
-    /// Rows that have had `max_attempts` attempts stay failed.
+    /// The attempt the refusal counted is taken back: a relay that refuses everything
+    /// does not use up anyone's retries.
     pub async fn requeue(
         &self,
         issue: IssueId,
         subscribers: &[SubscriberId],
-        max_attempts: u32,
         retry_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write("begin requeueing").await?;
         for subscriber in subscribers {
             sqlx::query(
-                "UPDATE deliveries SET status = 'deferred', next_attempt_at = ?4, updated_at = ?3
-                 WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'failed' AND attempts < ?5",
+                "UPDATE deliveries SET status = 'deferred', next_attempt_at = ?4, updated_at = ?3,
+                     attempts = max(attempts - 1, 0)
+                 WHERE issue_id = ?1 AND subscriber_id = ?2 AND status = 'failed'",
             )
             .bind(issue.0)
             .bind(subscriber.0)
             .bind(ts(now))
             .bind(ts(retry_at))
-            .bind(i64::from(max_attempts))
             .execute(&mut *tx)
             .await
             .doing("requeue a delivery")?;
@@ -513,11 +536,17 @@ impl Store {
         &self,
         per: usize,
     ) -> Result<Vec<(SubscriberId, Vec<String>)>> {
+        // The last `per` of each, ranked in SQL: a list wiped by a relay's refusals can
+        // have millions of failed rows.
         let rows: Vec<(i64, Option<String>)> = sqlx::query_as(
-            "SELECT s.id, d.last_reply FROM subscribers s
-             JOIN deliveries d ON d.subscriber_id = s.id AND d.status = 'failed'
-             WHERE s.status = 'bounced' ORDER BY s.id, d.updated_at DESC",
+            "SELECT subscriber_id, last_reply FROM (
+                 SELECT d.subscriber_id, d.last_reply,
+                        row_number() OVER (PARTITION BY d.subscriber_id ORDER BY d.updated_at DESC) AS n
+                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id
+                 WHERE s.status = 'bounced' AND d.status = 'failed')
+             WHERE n <= ?1 ORDER BY subscriber_id",
         )
+        .bind(i64::try_from(per).unwrap_or(3))
         .fetch_all(&self.pool)
         .await
         .doing("read bounced subscribers' replies")?;
