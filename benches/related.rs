@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use herald::clock::FixedClock;
 use herald::config;
+use herald::domain::FeedMeta;
+use herald::domain::IndexDoc;
 use herald::domain::{NewPost, StableId};
-use herald::enrich::related::{Doc, Params, RelatedIndex};
+use herald::enrich::related::{Params, RelatedIndex};
 use herald::enrich::text::Analyzer;
-use herald::ingest::normalize::FeedMeta;
 use herald::pipeline::{EnrichScope, Herald};
 use herald::store::PollRecord;
 
@@ -52,7 +53,7 @@ fn main() {
     end_to_end(10_000);
 }
 
-fn docs(posts: &[corpus::CorpusPost], analyzer: &Analyzer) -> Vec<Doc> {
+fn docs(posts: &[corpus::CorpusPost], analyzer: &Analyzer) -> Vec<IndexDoc> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = posts.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -61,7 +62,7 @@ fn docs(posts: &[corpus::CorpusPost], analyzer: &Analyzer) -> Vec<Doc> {
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .map(|p| Doc {
+                        .map(|p| IndexDoc {
                             id: p.id,
                             date: (p.id * 60_000, p.id),
                             url: Some(p.url.clone()),
@@ -119,7 +120,7 @@ fn add_one() {
     let mut times = Vec::new();
     for p in &posts[10_000..] {
         let started = Instant::now();
-        let doc = Doc {
+        let doc = IndexDoc {
             id: p.id,
             date: (p.id * 60_000, p.id),
             url: Some(p.url.clone()),

@@ -19,6 +19,7 @@ pub mod domain;
 pub mod enrich;
 pub mod http;
 pub mod ingest;
+pub mod markup;
 pub mod pipeline;
 pub mod render;
 pub mod schedule;

@@ -55,22 +55,23 @@ pub struct Metrics {
     pub posts_ingested: AtomicU64,
     /// Fetch errors by source name.
     pub fetch_errors: Mutex<BTreeMap<String, u64>>,
-    pub poll_seconds: Summary,
-    pub digest_seconds: Summary,
+    pub poll_seconds: Timing,
+    pub digest_seconds: Timing,
     pub messages_sent: AtomicU64,
 }
 
 /// A gauge for [`Metrics::render`]: name, help, and (labels, value) pairs.
 pub type Gauge<'a> = (&'a str, &'a str, Vec<(String, f64)>);
 
-/// A running sum and count (a Prometheus summary without quantiles).
+/// How long something took, summed, and how often (rendered as a Prometheus summary
+/// without quantiles).
 #[derive(Debug, Default)]
-pub struct Summary {
+pub struct Timing {
     micros: AtomicU64,
     count: AtomicU64,
 }
 
-impl Summary {
+impl Timing {
     pub fn observe(&self, seconds: f64) {
         self.micros
             .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);

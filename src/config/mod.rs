@@ -188,10 +188,12 @@ pub struct FeedConfig {
 pub struct SmtpConfig {
     pub transport: SmtpTransport,
     pub username: Option<String>,
-    pub from: String,
-    pub reply_to: Option<String>,
+    /// The sender subscribers see.
+    pub from: lettre::message::Mailbox,
+    /// Where replies go, when not to `from`.
+    pub reply_to: Option<lettre::message::Mailbox>,
     /// Envelope sender (`MAIL FROM`), where bounces go; defaults to the From address.
-    pub bounce_address: Option<String>,
+    pub bounce_address: Option<lettre::message::Mailbox>,
     pub max_connections: usize,
     /// Messages per second, across all connections.
     pub rate: f64,
@@ -777,14 +779,24 @@ fn read_smtp(
         )),
     });
     let username = t.string(p, "username").map(|s| s.value);
-    let default_from = site.map(|s| {
+    let default_from = site.and_then(|s| {
         let host = s.base_url.host_str().unwrap_or("localhost");
-        format!("{} <herald@{host}>", s.title)
+        lettre::Address::new("herald", host)
+            .ok()
+            .map(|address| lettre::message::Mailbox::new(Some(s.title.clone()), address))
     });
+    let from_given = t.has("from");
     let from = t
         .parsed(p, "from", parse_mailbox)
         .map(|m| m.value)
         .or(default_from);
+    if from.is_none() && !from_given && site.is_some() {
+        p.at(
+            &t.span(),
+            t.key("from"),
+            "herald@<site host> is not an address for this site's host; set smtp.from",
+        );
+    }
     let reply_to = t.parsed(p, "reply_to", parse_mailbox).map(|m| m.value);
     let bounce_address = t
         .parsed(p, "bounce_address", parse_mailbox)
@@ -1133,7 +1145,7 @@ fn parse_smtp_url(s: &str) -> Result<SmtpTransport, String> {
 }
 
 /// Accepts `addr@domain` or `Display Name <addr@domain>` (as lettre will parse it).
-fn parse_mailbox(s: &str) -> Result<String, String> {
+fn parse_mailbox(s: &str) -> Result<lettre::message::Mailbox, String> {
     let t = s.trim();
     let bad = || {
         format!(
@@ -1144,7 +1156,7 @@ fn parse_mailbox(s: &str) -> Result<String, String> {
     if !mailbox.email.domain().contains('.') {
         return Err(bad());
     }
-    Ok(t.to_owned())
+    Ok(mailbox)
 }
 
 fn parse_language(s: &str) -> Result<String, String> {

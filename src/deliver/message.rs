@@ -33,30 +33,17 @@ pub struct MessageContext {
 }
 
 impl MessageContext {
-    /// `list_label` is the digest name; `domain` the site's host.
+    /// `list_label` is the digest name; `domain` the site's host. The addresses were
+    /// parsed when the config was read.
     pub fn new(
-        from: &str,
-        reply_to: Option<&str>,
-        bounce: Option<&str>,
+        from: &Mailbox,
+        reply_to: Option<&Mailbox>,
+        bounce: Option<&Mailbox>,
         site_title: &str,
         list_label: &str,
         domain: &str,
-    ) -> Result<Self, super::Error> {
-        let from: Mailbox = from
-            .parse()
-            .map_err(|_| super::Error::From(from.to_owned()))?;
-        let reply_to = reply_to
-            .map(|r| r.parse::<Mailbox>())
-            .transpose()
-            .map_err(|_| super::Error::From(reply_to.unwrap_or("").to_owned()))?;
-        let envelope_sender = match bounce {
-            Some(b) => {
-                b.parse::<Mailbox>()
-                    .map_err(|_| super::Error::From(b.to_owned()))?
-                    .email
-            }
-            None => from.email.clone(),
-        };
+    ) -> Self {
+        let envelope_sender = bounce.unwrap_or(from).email.clone();
         // RFC 2919: the phrase is optional; keep it only when it needs no encoding and
         // is short.
         let phrase = format!("{site_title} {list_label}");
@@ -68,13 +55,13 @@ impl MessageContext {
         } else {
             format!("<{list_label}.{domain}>")
         };
-        Ok(Self {
+        Self {
             unsubscribe_mailbox: envelope_sender.clone(),
-            from,
-            reply_to,
+            from: from.clone(),
+            reply_to: reply_to.cloned(),
             envelope_sender,
             list_id,
-        })
+        }
     }
 }
 

@@ -239,8 +239,6 @@ pub fn stored_reply_blames_address(reply: &str) -> bool {
 pub enum Error {
     #[error("SMTP relay {host}: {message}")]
     Relay { host: String, message: String },
-    #[error("smtp.from \"{0}\" is not a usable address")]
-    From(String),
     #[error("cannot create the outbox folder {path}: {source}")]
     Outbox {
         path: String,

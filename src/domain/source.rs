@@ -19,3 +19,11 @@ pub struct SourceState {
     pub consecutive_failures: u32,
     pub last_error: Option<String>,
 }
+
+/// What the feed says about itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FeedMeta {
+    pub title: Option<String>,
+    /// The site the feed belongs to (its alternate link).
+    pub site_url: Option<String>,
+}

@@ -1,6 +1,6 @@
 //! Enrichment: a summary and a list of related posts for every stored post.
 //!
-//! In: stored [`Post`]s. Out: a [`Summary`](summary::Summary), the post's weighted index
+//! In: stored [`Post`]s. Out: a [`PostSummary`], the post's weighted index
 //! terms (kept in the store so the related index can be reloaded without re-reading every
 //! post), and related lists from the [`RelatedIndex`](related::RelatedIndex). This module
 //! computes; the pipeline decides which posts to enrich and stores the results.
@@ -16,18 +16,9 @@ pub mod summary;
 pub mod text;
 
 use crate::config::EnrichConfig;
-use crate::domain::{Post, PostId};
-use related::{Doc, Params};
-use summary::Summary;
+use crate::domain::{Enriched, IndexDoc, Post};
+use related::Params;
 use text::Analyzer;
-
-/// What enrichment computed for one post.
-#[derive(Debug, Clone)]
-pub struct Enriched {
-    pub id: PostId,
-    pub summary: Summary,
-    pub terms: Vec<(String, u32)>,
-}
 
 /// Summaries and index terms for posts, with the configured language and budgets.
 #[derive(Debug)]
@@ -101,8 +92,8 @@ impl Enricher {
 }
 
 /// The related-index entry of a post, from its enrichment.
-pub fn doc_for(post: &Post, terms: Vec<(String, u32)>) -> Doc {
-    Doc {
+pub fn doc_for(post: &Post, terms: Vec<(String, u32)>) -> IndexDoc {
+    IndexDoc {
         id: post.id.0,
         date: (post.display_date().timestamp_millis(), post.id.0),
         url: post.url.clone(),

@@ -15,6 +15,8 @@
 
 use std::collections::HashMap;
 
+use crate::domain::IndexDoc;
+
 /// How many of a post's terms a query uses.
 pub const QUERY_TERMS: usize = 30;
 /// A lookup reads at most about this many postings (beyond its strongest terms).
@@ -25,18 +27,6 @@ const QUERY_TERMS_ALWAYS: usize = 8;
 const QUERY_COMMON_FLOOR: usize = 100;
 /// Share of the score that comes from tag overlap (the rest is text similarity).
 const TAG_SHARE: f32 = 0.2;
-
-/// What the index needs to know about a post.
-#[derive(Debug, Clone)]
-pub struct Doc {
-    pub id: i64,
-    /// Orders posts in time: (published or first-seen, in ms; id as the tie-breaker).
-    pub date: (i64, i64),
-    pub url: Option<String>,
-    pub tags: Vec<String>,
-    /// Weighted term counts.
-    pub terms: Vec<(String, u32)>,
-}
 
 /// Tuning for lookups.
 #[derive(Debug, Clone, Copy)]
@@ -89,9 +79,9 @@ pub struct Scratch {
 
 impl RelatedIndex {
     /// Builds the index over all `docs` at once (document frequencies are exact).
-    pub fn build(docs: Vec<Doc>) -> Self {
+    pub fn build(docs: Vec<IndexDoc>) -> Self {
         let mut index = Self::default();
-        let mut interned: Vec<(Doc, Vec<(u32, u32)>)> = Vec::with_capacity(docs.len());
+        let mut interned: Vec<(IndexDoc, Vec<(u32, u32)>)> = Vec::with_capacity(docs.len());
         for mut doc in docs {
             let ids = index.intern(&doc.terms);
             doc.terms = Vec::new(); // interned: the strings are no longer needed
@@ -108,7 +98,7 @@ impl RelatedIndex {
     }
 
     /// Adds a post (or replaces it, when its id is already indexed).
-    pub fn insert(&mut self, doc: Doc) {
+    pub fn insert(&mut self, doc: IndexDoc) {
         self.remove(doc.id);
         let ids = self.intern(&doc.terms);
         for (t, _) in &ids {
@@ -344,7 +334,7 @@ impl RelatedIndex {
         ids
     }
 
-    fn push(&mut self, doc: Doc, ids: Vec<(u32, u32)>) {
+    fn push(&mut self, doc: IndexDoc, ids: Vec<(u32, u32)>) {
         let slot = self.entries.len() as u32;
         let tf: Vec<(u32, f32)> = ids
             .iter()
@@ -414,10 +404,10 @@ mod tests {
     use super::*;
     use crate::enrich::text::Analyzer;
 
-    fn doc(id: i64, title: &str, tags: &[&str], body: &str) -> Doc {
+    fn doc(id: i64, title: &str, tags: &[&str], body: &str) -> IndexDoc {
         let analyzer = Analyzer::new("english");
         let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        Doc {
+        IndexDoc {
             id,
             date: (id * 1000, id),
             url: Some(format!("https://e.org/{id}")),
@@ -426,7 +416,7 @@ mod tests {
         }
     }
 
-    fn corpus() -> Vec<Doc> {
+    fn corpus() -> Vec<IndexDoc> {
         vec![
             doc(
                 1,

@@ -14,44 +14,7 @@
 use std::collections::HashMap;
 
 use super::text::Analyzer;
-
-/// Where a summary came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SummarySource {
-    /// The feed's own summary.
-    Feed,
-    /// Sentences chosen from the post.
-    Extract,
-    /// The post is short enough to be its own summary.
-    Whole,
-}
-
-impl SummarySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SummarySource::Feed => "feed",
-            SummarySource::Extract => "extract",
-            SummarySource::Whole => "whole",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "feed" => Some(Self::Feed),
-            "extract" => Some(Self::Extract),
-            "whole" => Some(Self::Whole),
-            _ => None,
-        }
-    }
-}
-
-/// A summary and its origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub text: String,
-    pub source: SummarySource,
-}
+use crate::domain::{PostSummary, SummarySource};
 
 /// Writes the summary of one post.
 pub fn summarize(
@@ -60,9 +23,9 @@ pub fn summarize(
     text: &str,
     feed_summary: Option<&str>,
     budget: usize,
-) -> Summary {
+) -> PostSummary {
     if let Some(given) = feed_summary.and_then(|s| usable_feed_summary(s, text)) {
-        return Summary {
+        return PostSummary {
             text: fit(&given, budget),
             source: SummarySource::Feed,
         };
@@ -75,7 +38,7 @@ pub fn summarize(
         prose.into_iter().map(String::as_str).collect()
     };
     if candidates.is_empty() {
-        return Summary {
+        return PostSummary {
             text: fit(&clean(title), budget),
             source: SummarySource::Whole,
         };
@@ -87,12 +50,12 @@ pub fn summarize(
             .map(|s| terminated(s))
             .collect::<Vec<_>>()
             .join(" ");
-        return Summary {
+        return PostSummary {
             text: clean(&joined),
             source: SummarySource::Whole,
         };
     }
-    Summary {
+    PostSummary {
         text: extract(analyzer, title, &candidates, budget),
         source: SummarySource::Extract,
     }
@@ -628,7 +591,7 @@ mod tests {
         );
         assert_eq!(
             s,
-            Summary {
+            PostSummary {
                 text: "A short post. Just two sentences.".into(),
                 source: SummarySource::Whole
             }

@@ -143,32 +143,6 @@ impl Analyzer {
     }
 }
 
-/// Encodes weighted terms for the store: `stem count stem count …`.
-pub fn encode_terms(terms: &[(String, u32)]) -> String {
-    let mut out = String::with_capacity(terms.len() * 10);
-    for (i, (term, count)) in terms.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(term);
-        out.push(' ');
-        out.push_str(&count.to_string());
-    }
-    out
-}
-
-/// Decodes [`encode_terms`]; malformed pairs are skipped.
-pub fn decode_terms(s: &str) -> Vec<(String, u32)> {
-    let mut out = Vec::new();
-    let mut parts = s.split(' ');
-    while let (Some(term), Some(count)) = (parts.next(), parts.next()) {
-        if let Ok(count) = count.parse() {
-            out.push((term.to_owned(), count));
-        }
-    }
-    out
-}
-
 /// English stop words, sorted for binary search.
 const ENGLISH_STOP_WORDS: &[&str] = &[
     "about",
@@ -421,6 +395,7 @@ fn is_english_stop_word(w: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{decode_terms, encode_terms};
 
     #[test]
     fn stems_and_drops_stop_words_and_numbers() {

@@ -10,8 +10,9 @@
 use feed_rs::model::{Entry, Feed, FeedType, Link, Text};
 use url::Url;
 
-use super::html::{self, Sanitizer};
-use crate::domain::{NewPost, StableId, shorten};
+use super::html::Sanitizer;
+use crate::domain::{FeedMeta, NewPost, StableId, shorten};
+use crate::markup;
 
 /// Longest title stored, in characters (a longer one ends in "…").
 pub const TITLE_MAX_CHARS: usize = 300;
@@ -29,14 +30,6 @@ const MAX_TAGS: usize = 50;
 const PARALLEL_FROM: usize = 128;
 /// Entries normalized (and then stored) at a time.
 pub const CHUNK: usize = 256;
-
-/// What the feed says about itself.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FeedMeta {
-    pub title: Option<String>,
-    /// The site the feed belongs to (its alternate link).
-    pub site_url: Option<String>,
-}
 
 /// Turns feeds into posts; build once and share.
 #[derive(Debug, Default)]
@@ -180,7 +173,7 @@ impl Normalizer {
         let html = self
             .sanitizer
             .clean(cap_html(raw_html.trim()), content_base);
-        let text = html::html_to_text(&html);
+        let text = markup::html_to_text(&html);
 
         let raw_title = entry
             .title
@@ -196,7 +189,7 @@ impl Normalizer {
         let whole_text;
         let id_text = match &whole_html {
             Some(whole) if !has_own_id => {
-                whole_text = html::html_to_text(whole);
+                whole_text = markup::html_to_text(whole);
                 &whole_text
             }
             _ => &text,
@@ -221,10 +214,10 @@ impl Normalizer {
                 p.name
                     .as_deref()
                     .or(p.email.as_deref())
-                    .map(html::fold_line)
+                    .map(markup::fold_line)
             })
             .filter(|a| !a.is_empty())
-            .or_else(|| feed_author.map(html::fold_line));
+            .or_else(|| feed_author.map(markup::fold_line));
         let feed_summary = feed_summary.filter(|s| !s.is_empty());
         let tags = self.tags(entry);
 
@@ -235,7 +228,7 @@ impl Normalizer {
             author: author.as_deref().map(|a| shorten(a, AUTHOR_MAX_CHARS)),
             tags: tags.iter().take(MAX_TAGS).cloned().collect(),
             published_at: entry.published.or(entry.updated),
-            image: lead_image(entry, content_base).or_else(|| html::first_image(&html)),
+            image: lead_image(entry, content_base).or_else(|| markup::first_image(&html)),
             html,
             text,
             feed_summary: feed_summary
@@ -275,9 +268,9 @@ impl Normalizer {
 
     fn summary_text(&self, s: &str, plain: bool) -> String {
         if plain {
-            html::fold_line(s)
+            markup::fold_line(s)
         } else {
-            html::fold_line(&html::html_to_text(&self.sanitizer.clean(s, None)))
+            markup::fold_line(&markup::html_to_text(&self.sanitizer.clean(s, None)))
         }
     }
 
@@ -316,7 +309,7 @@ fn cap_html(html: &str) -> &str {
 /// Body text as HTML: plain text is escaped into paragraphs.
 fn to_html((body, plain): (&str, bool)) -> String {
     if plain {
-        html::text_to_html(body)
+        markup::text_to_html(body)
     } else {
         body.to_owned()
     }
@@ -501,7 +494,7 @@ mod tests {
         // the change detector the hash of the whole post, both as before the caps.
         let sanitizer = Sanitizer::new();
         let whole_html = sanitizer.clean(&body, None);
-        let whole_text = html::html_to_text(&whole_html);
+        let whole_text = markup::html_to_text(&whole_html);
         let whole_title = sanitizer.inline_text(&title);
         let as_before = NewPost {
             title: whole_title.clone(),

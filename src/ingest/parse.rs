@@ -8,7 +8,7 @@
 
 use feed_rs::model::Feed;
 
-use super::html::attribute;
+use crate::markup::attribute;
 
 /// A parsed feed.
 pub type ParsedFeed = Feed;

@@ -285,7 +285,7 @@ impl Herald {
                 digest: digest.name.clone(),
                 source,
             })?;
-        let ctx = self.message_context(digest)?;
+        let ctx = self.message_context(digest);
         let key = self.signing_keys().await?.current().clone();
         let smtp = &self.config.smtp;
         let settings = SendSettings {
@@ -449,7 +449,7 @@ impl Herald {
             email: email.as_str().to_owned(),
             unsubscribe_url: unsubscribe_url(&self.config.site.base_url, &token),
         };
-        let ctx = self.message_context(&digest)?;
+        let ctx = self.message_context(&digest);
         let message_id = format!("<herald.preview.{}@{}>", digest.name, self.message_domain());
         let message = build_message(&ctx, &rendered, &email, &fields, &token, &message_id, now)
             .map_err(|e| DigestError::Template {
@@ -584,20 +584,16 @@ impl Herald {
         })
     }
 
-    fn message_context(&self, digest: &DigestConfig) -> Result<MessageContext, DigestError> {
+    fn message_context(&self, digest: &DigestConfig) -> MessageContext {
         let smtp = &self.config.smtp;
         MessageContext::new(
             &smtp.from,
-            smtp.reply_to.as_deref(),
-            smtp.bounce_address.as_deref(),
+            smtp.reply_to.as_ref(),
+            smtp.bounce_address.as_ref(),
             &self.config.site.title,
             &digest.name,
             &self.message_domain(),
         )
-        .map_err(|source| DigestError::Deliver {
-            digest: digest.name.clone(),
-            source,
-        })
     }
 
     /// The site's host: the domain of Message-IDs and List-Ids.

@@ -17,7 +17,7 @@ use crate::deliver::sender::retry_delay;
 use crate::deliver::{MessageContext, SendError};
 use crate::domain::token::{KeyRing, ParsedToken, SigningKey, TokenPurpose, new_nonce};
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberName, SubscriberStatus};
-use crate::ingest::html::escape_into;
+use crate::markup::escape_into;
 use crate::store::{ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest};
 
 /// What a sign-up did (for logs and tests; the web page says the same in every case, so
@@ -200,7 +200,7 @@ impl Herald {
                 break;
             }
             let keys = self.signing_keys().await?;
-            let ctx = self.transactional_context()?;
+            let ctx = self.transactional_context();
             self.transport.prepare()?;
             for item in items {
                 if !self.store.claim_outbox(item.id, now).await? {
@@ -316,12 +316,12 @@ impl Herald {
             .await
     }
 
-    fn transactional_context(&self) -> Result<MessageContext, crate::deliver::Error> {
+    fn transactional_context(&self) -> MessageContext {
         let smtp = &self.config.smtp;
         MessageContext::new(
             &smtp.from,
-            smtp.reply_to.as_deref(),
-            smtp.bounce_address.as_deref(),
+            smtp.reply_to.as_ref(),
+            smtp.bounce_address.as_ref(),
             &self.config.site.title,
             "confirm",
             &self.message_domain(),

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{Error, Templates, related_links, text};
 use crate::config::{DigestConfig, SiteConfig};
 use crate::domain::{Post, PostId, RelatedPost, shorten};
-use crate::ingest::html::escape_into;
+use crate::markup::escape_into;
 
 /// Columns the text part is wrapped at.
 pub const TEXT_WIDTH: usize = 78;

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use super::related_links;
 use crate::config::{FeedConfig, SiteConfig};
 use crate::domain::{Post, PostId, RelatedPost};
-use crate::ingest::html::escape_into;
+use crate::markup::escape_into;
 
 /// Longest title put in a feed, in characters.
 const MAX_TITLE: usize = 500;
@@ -191,7 +191,7 @@ fn url_safe(s: &str) -> String {
 /// tab, newline and carriage return; U+FFFE/U+FFFF).
 pub fn xml_text(s: &str) -> String {
     s.chars()
-        .filter(|c| !crate::ingest::html::is_control(*c) && !('\u{80}'..='\u{9f}').contains(c))
+        .filter(|c| !crate::markup::is_control(*c) && !('\u{80}'..='\u{9f}').contains(c))
         .collect()
 }
 

@@ -4,10 +4,7 @@ use sqlx::Row;
 
 use super::posts::{POST_COLUMNS, post_from_row};
 use super::{Context, Result, Store, parse_ts};
-use crate::domain::{Post, PostId, RelatedPost};
-use crate::enrich::Enriched;
-use crate::enrich::related::Doc;
-use crate::enrich::text::{decode_terms, encode_terms};
+use crate::domain::{Enriched, IndexDoc, Post, PostId, RelatedPost, decode_terms, encode_terms};
 
 /// Posts per UPDATE statement when saving summaries (4 values each).
 const UPDATE_BATCH: usize = 200;
@@ -69,7 +66,7 @@ impl Store {
     }
 
     /// What the related index needs, for every enriched post: no text is re-read.
-    pub async fn index_docs(&self) -> Result<Vec<Doc>> {
+    pub async fn index_docs(&self) -> Result<Vec<IndexDoc>> {
         let rows = sqlx::query(
             "SELECT id, coalesce(published_at, first_seen_at) AS date, url, tags, terms
              FROM posts WHERE terms IS NOT NULL",
@@ -83,7 +80,7 @@ impl Store {
                 let date = parse_ts("posts.published_at", &r.get::<String, _>("date"))?;
                 let tags: Vec<String> =
                     serde_json::from_str(&r.get::<String, _>("tags")).unwrap_or_default();
-                Ok(Doc {
+                Ok(IndexDoc {
                     id,
                     date: (date.timestamp_millis(), id),
                     url: r.get("url"),

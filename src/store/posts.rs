@@ -9,7 +9,7 @@ use sqlx::sqlite::SqliteRow;
 use super::sources::{PollRecord, record_success};
 use super::{Context, Error, Result, Store, parse_opt_ts, parse_ts, ts};
 use crate::domain::{NewPost, Post, PostId, SourceId, StableId};
-use crate::ingest::html::html_to_text;
+use crate::markup::html_to_text;
 
 /// What storing one poll's posts changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

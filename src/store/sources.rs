@@ -7,8 +7,8 @@ use sqlx::Row;
 
 use super::{Context, Result, Store, parse_opt_ts, ts};
 use crate::config::SourceConfig;
+use crate::domain::FeedMeta;
 use crate::domain::{SourceId, SourceState};
-use crate::ingest::normalize::FeedMeta;
 
 /// A source as the store knows it.
 #[derive(Debug, Clone, PartialEq)]

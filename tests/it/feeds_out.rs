@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use herald::clock::Clock;
+use herald::domain::FeedMeta;
 use herald::domain::{NewPost, StableId};
-use herald::ingest::normalize::FeedMeta;
 use herald::pipeline::EnrichScope;
 use herald::store::PollRecord;
 use rss::validation::Validate;

@@ -4,7 +4,8 @@
 #[path = "../../benches/support/corpus.rs"]
 mod corpus;
 
-use herald::enrich::related::{Doc, Params, RelatedIndex};
+use herald::domain::IndexDoc;
+use herald::enrich::related::{Params, RelatedIndex};
 use herald::enrich::text::Analyzer;
 
 struct Quality {
@@ -15,9 +16,9 @@ struct Quality {
 
 fn measure(posts: &[corpus::CorpusPost], include_newer: bool) -> Quality {
     let analyzer = Analyzer::new("english");
-    let docs: Vec<Doc> = posts
+    let docs: Vec<IndexDoc> = posts
         .iter()
-        .map(|p| Doc {
+        .map(|p| IndexDoc {
             id: p.id,
             date: (p.id * 60_000, p.id),
             url: Some(p.url.clone()),
