@@ -22,7 +22,10 @@
 mod client;
 mod pages;
 pub mod server;
+mod site;
 mod subscribe;
+
+pub use site::{Answer, Error, Site};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,7 +44,6 @@ use tower_http::timeout::TimeoutLayer;
 
 use client::RateLimiter;
 
-use crate::pipeline::Herald;
 use crate::render::Templates;
 
 /// Largest request body accepted.
@@ -56,7 +58,7 @@ pub struct AppState {
 }
 
 struct Inner {
-    herald: Herald,
+    site: Arc<dyn Site>,
     templates: Templates,
     feeds: RwLock<FeedCache>,
     limiter: Mutex<RateLimiter>,
@@ -90,24 +92,24 @@ struct FeedCache {
 
 impl AppState {
     /// Loads page templates and the current feed files.
-    pub fn new(herald: Herald) -> Result<Self, crate::render::Error> {
-        Self::with_metrics_token(herald, crate::config::Secrets::from_env().metrics_token)
+    pub fn new(site: impl Site) -> Result<Self, crate::render::Error> {
+        Self::with_metrics_token(site, crate::config::Secrets::from_env().metrics_token)
     }
 
     /// [`AppState::new`] with the metrics token given (`None`: none required).
     pub fn with_metrics_token(
-        herald: Herald,
+        site: impl Site,
         metrics_token: Option<String>,
     ) -> Result<Self, crate::render::Error> {
-        let templates = Templates::load(&herald.config.templates.dir, &[])?;
-        let site = herald.config.site.base_url.origin().ascii_serialization();
+        let templates = Templates::load(&site.config().templates.dir, &[])?;
+        let origin = site.config().site.base_url.origin().ascii_serialization();
         let csp = HeaderValue::from_str(&format!(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self' {site}; frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
         ))
         .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"));
         let state = Self {
             inner: Arc::new(Inner {
-                herald,
+                site: Arc::new(site),
                 templates,
                 feeds: RwLock::new(FeedCache::default()),
                 limiter: Mutex::new(RateLimiter::default()),
@@ -122,7 +124,7 @@ impl AppState {
 
     /// Re-reads the feed files that changed since they were loaded.
     pub fn reload_feeds(&self) {
-        let dir = &self.inner.herald.config.feed.out_dir;
+        let dir = &self.inner.site.config().feed.out_dir;
         let current = self
             .inner
             .feeds
@@ -147,8 +149,12 @@ impl AppState {
         }
     }
 
-    fn herald(&self) -> &Herald {
-        &self.inner.herald
+    fn site(&self) -> &dyn Site {
+        self.inner.site.as_ref()
+    }
+
+    fn config(&self) -> &crate::config::Config {
+        self.inner.site.config()
     }
 }
 
@@ -235,7 +241,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/archive/{issue}", get(pages::archive))
         .route("/healthz", get(pages::healthz));
-    if state.herald().config.http.metrics_listen.is_none() {
+    if state.config().http.metrics_listen.is_none() {
         router = router.route("/metrics", get(pages::metrics));
     }
     with_limits(router, state)
@@ -291,7 +297,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = server::Limits {
-        exempt: state.herald().config.http.trusted_proxies.clone(),
+        exempt: state.config().http.trusted_proxies.clone(),
         ..server::Limits::default()
     };
     server::serve(listener, router(state), limits, shutdown).await
@@ -317,7 +323,7 @@ async fn json(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 fn serve_feed(state: &AppState, kind: FeedKind, headers: &HeaderMap) -> Response {
-    let feed_config = &state.herald().config.feed;
+    let feed_config = &state.config().feed;
     let (content_type, self_url) = match kind {
         FeedKind::Rss => ("application/rss+xml; charset=utf-8", &feed_config.rss_url),
         FeedKind::Atom => ("application/atom+xml; charset=utf-8", &feed_config.atom_url),
@@ -393,7 +399,7 @@ fn not_modified(headers: &HeaderMap, feed: &CachedFeed) -> bool {
 /// A plain HTML page from the message template (errors use it too, and say nothing more
 /// than the heading and message given).
 fn message_page(state: &AppState, status: StatusCode, heading: &str, message: &str) -> Response {
-    let site = &state.herald().config.site;
+    let site = &state.config().site;
     let data = serde_json::json!({
         "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
         "heading": heading,

@@ -17,10 +17,10 @@ use crate::store::PostFilter;
 
 /// The landing page: title, latest posts, subscribe form, feed links.
 pub async fn index(State(state): State<AppState>) -> Response {
-    let herald = state.herald();
-    let config = &herald.config;
-    let posts = match herald
-        .store
+    let config = state.config();
+    let posts = match state
+        .site()
+        .store()
         .list_posts(&PostFilter {
             source: None,
             limit: Some(10),
@@ -186,15 +186,14 @@ pub async fn archive(
 async fn render_archive(
     state: &AppState,
     id: i64,
-) -> Result<Option<Arc<ArchivePage>>, crate::pipeline::DigestError> {
-    let herald = state.herald();
-    let Some(rendered) = herald.archive_issue(IssueId(id)).await? else {
+) -> Result<Option<Arc<ArchivePage>>, super::Error> {
+    let Some(rendered) = state.site().archive_issue(IssueId(id)).await? else {
         return Ok(None);
     };
     let nobody = PersonalFields {
         name: None,
         email: String::new(),
-        unsubscribe_url: herald.config.site.base_url.to_string(),
+        unsubscribe_url: state.config().site.base_url.to_string(),
     };
     let html = rendered.html_for(&nobody);
     let etag = format!(
@@ -209,7 +208,7 @@ async fn render_archive(
 
 /// Liveness: the store answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
-    match state.herald().store.count_posts(None).await {
+    match state.site().store().count_posts(None).await {
         Ok(_) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: the store does not answer");
@@ -239,10 +238,10 @@ pub async fn metrics(
             )
                 .into_response();
         }
-    } else if state.herald().config.http.metrics_listen.is_none() {
+    } else if state.config().http.metrics_listen.is_none() {
         // Loopback only, and not through a proxy: one declared in trusted_proxies, or
         // one that says it forwarded, would make every visitor look local.
-        let http = &state.herald().config.http;
+        let http = &state.config().http;
         if !peer.ip().is_loopback()
             || super::client::is_forwarded(&headers)
             || !http.trusted_proxies.is_empty()
@@ -254,16 +253,16 @@ pub async fn metrics(
                 .into_response();
         }
     }
-    let herald = state.herald();
+    let store = state.site().store();
     let mut gauges = Vec::new();
-    if let Ok(n) = herald.store.count_posts(None).await {
+    if let Ok(n) = store.count_posts(None).await {
         gauges.push((
             "herald_posts",
             "Posts stored.",
             vec![(String::new(), n as f64)],
         ));
     }
-    if let Ok(counts) = herald.store.delivery_counts().await {
+    if let Ok(counts) = store.delivery_counts().await {
         let values = [
             ("queued", counts.queued),
             ("sent", counts.sent),
@@ -279,14 +278,14 @@ pub async fn metrics(
             values,
         ));
     }
-    if let Ok(counts) = herald.store.subscriber_counts().await {
+    if let Ok(counts) = store.subscriber_counts().await {
         let values = counts
             .into_iter()
             .map(|(status, n)| (format!("status=\"{status}\""), n as f64))
             .collect();
         gauges.push(("herald_subscribers", "Subscribers, by status.", values));
     }
-    if let Ok(sources) = herald.store.sources().await {
+    if let Ok(sources) = store.sources().await {
         let values = sources
             .iter()
             .map(|s| {
@@ -302,7 +301,7 @@ pub async fn metrics(
             values,
         ));
     }
-    let body = herald.metrics.render(&gauges);
+    let body = state.site().metrics().render(&gauges);
     (
         [(
             header::CONTENT_TYPE,

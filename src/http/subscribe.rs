@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{AppState, message_page};
-use crate::domain::token::TokenPurpose;
 use crate::domain::{SubscriberEmail, SubscriberName};
-use crate::pipeline::ConfirmLink;
+use crate::store::ConfirmLink;
 use crate::store::ConfirmOutcome;
 
 /// What every sign-up is told, known address or not (no enumeration).
@@ -46,8 +45,7 @@ pub async fn subscribe(
             message_page(&state, status, heading, message)
         }
     };
-    let client =
-        super::client::client_ip(peer, &headers, &state.herald().config.http.trusted_proxies);
+    let client = super::client::client_ip(peer, &headers, &state.config().http.trusted_proxies);
     let allowed = state
         .inner
         .limiter
@@ -95,21 +93,8 @@ pub async fn subscribe(
         // Recorded (with its mail queued) before answering, so that a stop right after
         // loses nothing; known or new, that is one transaction. The mail itself goes out
         // in the background, so that the answer takes as long whether or not one does.
-        let herald = state.herald();
-        match herald
-            .request_sign_up(&email, name.as_ref(), &digests)
-            .await
-        {
-            Ok(crate::pipeline::SignUp::ConfirmationQueued { .. }) => {
-                let herald = herald.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = herald.send_outbox().await {
-                        tracing::warn!(error = %e, "the outbox could not be sent now");
-                    }
-                });
-            }
-            Ok(crate::pipeline::SignUp::Bounced) => {}
-            Err(e) => return unavailable(&state, "sign-up", &e),
+        if let Err(e) = state.site().sign_up(&email, name.as_ref(), &digests).await {
+            return unavailable(&state, "sign-up", &e);
         }
     }
     reply(StatusCode::OK, "Almost there", SIGNED_UP)
@@ -188,19 +173,19 @@ fn confirm_message(outcome: ConfirmOutcome) -> (StatusCode, &'static str, &'stat
 /// `GET /confirm/{token}`: a page with a button (mail scanners follow GET links, so GET
 /// never confirms), or what became of the link.
 pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.herald().check_confirm_link(&token).await {
+    match state.site().check_confirm_link(&token).await {
         Ok(ConfirmLink::Ready { name, digests }) => {
-            let config = &state.herald().config;
+            let config = &state.config();
             let data = json!({
                 "site": { "title": config.site.title, "url": config.site.base_url.as_str(), "language": config.site.language },
                 "action": format!("{}confirm/{token}", config.site.base_url),
-                "request": crate::pipeline::describe_request(name.as_deref(), &digests),
+                "request": crate::render::describe_sign_up(name.as_deref(), &digests),
             });
             match state.inner.templates.render_page("page_confirm", &data) {
                 Ok(html) => {
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
                 }
-                Err(e) => unavailable(&state, "confirm page template", &e),
+                Err(e) => broken_page(&state, "confirm page template", &e),
             }
         }
         Ok(ConfirmLink::Done(outcome)) => {
@@ -216,7 +201,7 @@ pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<Strin
 
 /// `POST /confirm/{token}`: applies the sign-up the link confirms, once.
 pub async fn confirm(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    match state.herald().confirm(&token).await {
+    match state.site().confirm(&token).await {
         Ok(Some(outcome)) => {
             let (status, heading, message) = confirm_message(outcome);
             message_page(&state, status, heading, message)
@@ -232,13 +217,9 @@ pub async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> Response {
-    match state
-        .herald()
-        .token_subscriber(&token, TokenPurpose::Unsubscribe)
-        .await
-    {
-        Ok(Some(_)) => {
-            let config = &state.herald().config;
+    match state.site().unsubscribe_link_is_valid(&token).await {
+        Ok(true) => {
+            let config = &state.config();
             let data = json!({
                 "site": { "title": config.site.title, "url": config.site.base_url.as_str(), "language": config.site.language },
                 "action": format!("{}unsubscribe/{token}", config.site.base_url),
@@ -247,10 +228,10 @@ pub async fn unsubscribe_page(
                 Ok(html) => {
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
                 }
-                Err(e) => unavailable(&state, "unsubscribe page template", &e),
+                Err(e) => broken_page(&state, "unsubscribe page template", &e),
             }
         }
-        Ok(None) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
+        Ok(false) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
         Err(e) => unavailable(&state, "unsubscribe page", &e),
     }
 }
@@ -271,14 +252,14 @@ pub async fn unsubscribe(
             "Use the button on the unsubscribe page (the request must say List-Unsubscribe=One-Click).",
         );
     }
-    match state.herald().unsubscribe(&token).await {
-        Ok(Some(_)) => message_page(
+    match state.site().unsubscribe(&token).await {
+        Ok(true) => message_page(
             &state,
             StatusCode::OK,
             "Unsubscribed",
             "You will get no more digests.",
         ),
-        Ok(None) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
+        Ok(false) => message_page(&state, StatusCode::BAD_REQUEST, "Link not valid", BAD_LINK),
         Err(e) => unavailable(&state, "unsubscribe", &e),
     }
 }
@@ -337,15 +318,21 @@ fn multipart_field(body: &[u8], boundary: &str, name: &str) -> Option<String> {
     None
 }
 
-/// The page for a failure of ours: logged with what failed, nothing revealed.
-fn unavailable(state: &AppState, what: &str, error: &dyn std::fmt::Display) -> Response {
+/// The page for a failure of ours: logged with what failed, nothing revealed; its status
+/// says whether to try again (503) or not (500).
+fn unavailable(state: &AppState, what: &str, error: &super::Error) -> Response {
     tracing::error!(error = %error, "{what}");
     message_page(
         state,
-        StatusCode::INTERNAL_SERVER_ERROR,
+        error.status(),
         "Unavailable",
         "Please try again in a minute.",
     )
+}
+
+/// A page template that failed to render.
+fn broken_page(state: &AppState, what: &str, error: &crate::render::Error) -> Response {
+    unavailable(state, what, &super::Error::Internal(error.to_string()))
 }
 
 #[cfg(test)]

@@ -16,8 +16,49 @@ pub struct TickReport {
     pub feeds_changed: bool,
     /// Digests sent because their instant came, and issues resumed.
     pub digests: Vec<DigestRun>,
-    /// Problems, one line each (the tick went on past them).
-    pub errors: Vec<String>,
+    /// Problems (the tick went on past each).
+    pub errors: Vec<TickError>,
+}
+
+/// One problem of a tick, by the part that had it.
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error("poll: {0}")]
+    Poll(super::Error),
+    #[error("enrich: {0}")]
+    Enrich(super::Error),
+    #[error("feeds: {0}")]
+    Feeds(super::FeedError),
+    #[error("outbox: {0}")]
+    Outbox(super::SubscriptionError),
+    #[error("digest: resuming deliveries: {0}")]
+    Resume(super::DigestError),
+    #[error("digest \"{digest}\": {source}")]
+    Digest {
+        digest: String,
+        source: super::DigestError,
+    },
+    #[error("digest schedules: {0}")]
+    Schedules(crate::store::Error),
+}
+
+impl TickError {
+    /// Whether mail is late or may not go out (an operator must act: ERROR), rather than
+    /// a feed being stale (recovered by a later round: WARN).
+    pub fn delays_mail(&self) -> bool {
+        !matches!(
+            self,
+            TickError::Poll(_) | TickError::Enrich(_) | TickError::Feeds(_)
+        )
+    }
+
+    fn log(&self) {
+        if self.delays_mail() {
+            error!("{self}");
+        } else {
+            warn!("{self}");
+        }
+    }
 }
 
 impl Herald {
@@ -68,7 +109,7 @@ impl Herald {
         let mut report = TickReport::default();
         match self.poll_due_sources().await {
             Ok(poll) => report.poll = poll,
-            Err(e) => report.errors.push(format!("poll: {e}")),
+            Err(e) => report.errors.push(TickError::Poll(e)),
         }
         let first = !self
             .feeds_written
@@ -76,15 +117,15 @@ impl Herald {
         if report.poll.changed() || first {
             match self.enrich(EnrichScope::Stale).await {
                 Ok(enriched) => report.enriched = Some(enriched),
-                Err(e) => report.errors.push(format!("enrich: {e}")),
+                Err(e) => report.errors.push(TickError::Enrich(e)),
             }
             match self.write_feeds(None).await {
                 Ok(files) => report.feeds_changed = files.iter().any(|f| f.changed),
-                Err(e) => report.errors.push(format!("feeds: {e}")),
+                Err(e) => report.errors.push(TickError::Feeds(e)),
             }
         }
         for problem in &report.errors {
-            warn!("{problem}");
+            problem.log();
         }
         report
     }
@@ -96,7 +137,7 @@ impl Herald {
     pub async fn send_tick(&self, shutdown: watch::Receiver<bool>) -> TickReport {
         let mut report = TickReport::default();
         if let Err(e) = self.send_outbox().await {
-            report.errors.push(format!("outbox: {e}"));
+            report.errors.push(TickError::Outbox(e));
         }
         if !*shutdown.borrow() {
             match self.resume_sending(shutdown.clone()).await {
@@ -105,9 +146,7 @@ impl Herald {
                         .as_ref()
                         .is_some_and(|s| s.sent + s.deferred + s.failed > 0)
                 })),
-                Err(e) => report
-                    .errors
-                    .push(format!("digest: resuming deliveries: {e}")),
+                Err(e) => report.errors.push(TickError::Resume(e)),
             }
         }
         match self.due_digests().await {
@@ -122,14 +161,17 @@ impl Herald {
                         .await
                     {
                         Ok(run) => report.digests.push(run),
-                        Err(e) => report.errors.push(format!("digest \"{name}\": {e}")),
+                        Err(e) => report.errors.push(TickError::Digest {
+                            digest: name.clone(),
+                            source: e,
+                        }),
                     }
                 }
             }
-            Err(e) => report.errors.push(format!("digest schedules: {e}")),
+            Err(e) => report.errors.push(TickError::Schedules(e)),
         }
         for problem in &report.errors {
-            error!("{problem}");
+            problem.log();
         }
         report
     }

@@ -16,13 +16,14 @@ use url::Url;
 mod daemon;
 mod digest;
 mod feeds;
+mod site;
 mod subscription;
 
-pub use daemon::TickReport;
+pub use daemon::{TickError, TickReport};
 
 pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
 pub use feeds::{FeedError, FeedFile};
-pub use subscription::{ConfirmLink, OutboxReport, SignUp, SubscriptionError, describe_request};
+pub use subscription::{OutboxReport, SignUp, SubscriptionError};
 
 use crate::clock::SharedClock;
 use crate::config::Secrets;

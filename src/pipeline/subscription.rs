@@ -18,7 +18,9 @@ use crate::deliver::{MessageContext, SendError};
 use crate::domain::token::{KeyRing, ParsedToken, SigningKey, TokenPurpose, new_nonce};
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::markup::escape_into;
-use crate::store::{ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest};
+use crate::store::{
+    ConfirmLink, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest,
+};
 
 /// What a sign-up did (for logs and tests; the web page says the same in every case, so
 /// that it does not reveal whether an address is known).
@@ -42,40 +44,12 @@ pub enum SubscriptionError {
     Sender(#[from] crate::deliver::Error),
 }
 
-/// What a confirm link is, before or after it is followed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfirmLink {
-    /// Signed, unused, unexpired: following it (POST) confirms this name (when one was
-    /// asked for) and these digests.
-    Ready {
-        name: Option<String>,
-        digests: Vec<String>,
-    },
-    /// What following it did or would do.
-    Done(ConfirmOutcome),
-    /// Not a link herald signed (or its subscriber is gone).
-    Invalid,
-}
-
 /// What one pass over the outbox did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OutboxReport {
     pub sent: u64,
     pub deferred: u64,
     pub failed: u64,
-}
-
-/// "the weekly and daily digests, under the name Ana": what a confirmation asks for.
-pub fn describe_request(name: Option<&str>, digests: &[String]) -> String {
-    let mut s = match digests {
-        [] => "the digest".to_owned(),
-        [one] => format!("the {one} digest"),
-        [first @ .., last] => format!("the {} and {last} digests", first.join(", ")),
-    };
-    if let Some(name) = name {
-        s.push_str(&format!(", under the name \"{name}\""));
-    }
-    s
 }
 
 /// Items read from the outbox at a time.
@@ -282,7 +256,10 @@ impl Herald {
         let days = ((expires_at - now).num_hours() + 23) / 24;
         let days = days.max(1);
         // Say exactly what the link would change.
-        let asked = describe_request(item.requested_name.as_deref(), &item.requested_digests);
+        let asked = crate::render::describe_sign_up(
+            item.requested_name.as_deref(),
+            &item.requested_digests,
+        );
         let text = format!(
             "Someone, hopefully you, asked for {asked} of {site} at this address.\n\n\
              Confirm it (the link works for {days} day{s}):\n{url}\n\n\

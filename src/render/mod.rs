@@ -206,3 +206,16 @@ fn related_links(
             .map(|url| (r.title.as_str(), url))
     })
 }
+
+/// "the weekly and daily digests, under the name Ana": what a confirmation asks for.
+pub fn describe_sign_up(name: Option<&str>, digests: &[String]) -> String {
+    let mut s = match digests {
+        [] => "the digest".to_owned(),
+        [one] => format!("the {one} digest"),
+        [first @ .., last] => format!("the {} and {last} digests", first.join(", ")),
+    };
+    if let Some(name) = name {
+        s.push_str(&format!(", under the name \"{name}\""));
+    }
+    s
+}

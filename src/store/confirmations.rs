@@ -67,6 +67,21 @@ pub enum ConfirmOutcome {
     Bounced,
 }
 
+/// What a confirm link is, before or after it is followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmLink {
+    /// Signed, unused, unexpired: following it (POST) confirms this name (when one was
+    /// asked for) and these digests.
+    Ready {
+        name: Option<String>,
+        digests: Vec<String>,
+    },
+    /// What following it did or would do.
+    Done(ConfirmOutcome),
+    /// Not a link herald signed (or its subscriber is gone).
+    Invalid,
+}
+
 /// One transactional message to send.
 #[derive(Debug, Clone)]
 pub struct OutboxItem {

@@ -23,7 +23,8 @@ use sqlx::sqlite::{
 };
 
 pub use confirmations::{
-    CLAIM_EXPIRY, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest,
+    CLAIM_EXPIRY, ConfirmLink, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord,
+    SignUpRequest,
 };
 pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
