@@ -86,6 +86,7 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
     let _ = poll_tx.try_send(());
     let _ = send_tx.try_send(());
 
+    tokio::spawn(reload_on_hangup(herald.clone(), state.clone()));
     let polling = tokio::spawn(poll_loop(
         herald.clone(),
         state.clone(),
@@ -112,6 +113,29 @@ pub async fn serve(config: Config, listen: Option<SocketAddr>) -> Result<Outcome
     Ok(Outcome::Success)
 }
 
+/// SIGHUP reads the templates again (an issue already sending keeps those it started
+/// with); a broken one is reported and the ones loaded before stay.
+async fn reload_on_hangup(herald: Herald, state: AppState) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match herald.reload_templates() {
+                Ok(()) => {
+                    state.content_changed();
+                    info!("templates reloaded");
+                }
+                Err(e) => error!(error = %e, "templates not reloaded; the ones loaded before stay"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (herald, state);
+}
+
 /// Polls, enriches and rewrites the feeds on every tick, until the stop signal. A round
 /// runs as its own task: a panic in it is logged and the next round comes as usual.
 async fn poll_loop(
@@ -133,8 +157,10 @@ async fn poll_loop(
                     }
                     Err(e) => error!(error = %e, "a poll round crashed; the next one runs as usual"),
                 }
-                // Also picks up feeds written by `herald feed write` from another process.
-                state.reload_feeds();
+                // Also picks up feeds written by `herald feed write` from another process
+                // (reading and gzipping them is blocking work: off the async threads).
+                let reloading = state.clone();
+                let _ = tokio::task::spawn_blocking(move || reloading.reload_feeds()).await;
             }
             () = stopped(&mut stopping) => return,
         }

@@ -465,11 +465,19 @@ pub fn retry_delay(base: Duration, attempts: u32) -> chrono::Duration {
     let exp = base
         .saturating_mul(1 << attempts.min(12))
         .min(Duration::from_secs(6 * 60 * 60));
-    let mut bytes = [0u8; 2];
-    let _ = getrandom::fill(&mut bytes);
-    let jitter = f64::from(u16::from_le_bytes(bytes)) / f64::from(u16::MAX); // 0..1
-    let factor = 0.8 + 0.4 * jitter;
+    let factor = 0.8 + 0.4 * jitter();
     chrono::Duration::from_std(exp.mul_f64(factor)).unwrap_or(chrono::Duration::hours(6))
+}
+
+/// A number in 0..1 that differs from call to call, to spread retries. Not for secrets:
+/// it comes from the standard library's per-process random hash keys, so it cannot fail
+/// (secrets use the OS's randomness and report its failure).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(CALLS.fetch_add(1, Ordering::Relaxed));
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A token bucket holding up to one second's worth of messages (at most 1,000).

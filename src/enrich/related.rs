@@ -108,6 +108,46 @@ impl RelatedIndex {
         self.push(doc, ids);
     }
 
+    /// Adds (or replaces) the changed posts and returns the related lists that may have
+    /// changed: theirs, those of the posts that listed one of them (`referring`), and,
+    /// when older posts may list newer ones, those of each changed post's closest
+    /// neighbours. Lists of posts not touched stay as they are: a new post costs a few
+    /// lookups, not a rebuild.
+    pub fn update(
+        &mut self,
+        changed: Vec<IndexDoc>,
+        referring: &[i64],
+        params: Params,
+    ) -> Vec<(i64, Vec<(i64, f32)>)> {
+        let ids: Vec<i64> = changed.iter().map(|d| d.id).collect();
+        for doc in changed {
+            self.insert(doc);
+        }
+        let mut scratch = self.scratch();
+        let mut affected: Vec<i64> = ids.iter().chain(referring).copied().collect();
+        if params.include_newer {
+            // Older posts may now list a changed one: look at its closest neighbours.
+            let wider = Params {
+                count: params.count * 3,
+                ..params
+            };
+            for id in &ids {
+                affected.extend(
+                    self.related(*id, wider, &mut scratch)
+                        .into_iter()
+                        .map(|(other, _)| other),
+                );
+            }
+        }
+        affected.sort_unstable();
+        affected.dedup();
+        affected
+            .into_iter()
+            .filter(|id| self.contains(*id))
+            .map(|id| (id, self.related(id, params, &mut scratch)))
+            .collect()
+    }
+
     /// Forgets a post; its slot stays but is skipped.
     pub fn remove(&mut self, id: i64) {
         let Some(slot) = self.slots.remove(&id) else {

@@ -44,8 +44,6 @@ use tower_http::timeout::TimeoutLayer;
 
 use client::RateLimiter;
 
-use crate::render::Templates;
-
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
 /// Longest a request may take.
@@ -59,7 +57,6 @@ pub struct AppState {
 
 struct Inner {
     site: Arc<dyn Site>,
-    templates: Templates,
     feeds: RwLock<FeedCache>,
     limiter: Mutex<RateLimiter>,
     archive: Mutex<pages::ArchiveCache>,
@@ -101,7 +98,6 @@ impl AppState {
         site: impl Site,
         metrics_token: Option<String>,
     ) -> Result<Self, crate::render::Error> {
-        let templates = Templates::load(&site.config().templates.dir, &[])?;
         let origin = site.config().site.base_url.origin().ascii_serialization();
         let csp = HeaderValue::from_str(&format!(
             "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; form-action 'self' {origin}; frame-ancestors 'none'; base-uri 'none'"
@@ -110,7 +106,6 @@ impl AppState {
         let state = Self {
             inner: Arc::new(Inner {
                 site: Arc::new(site),
-                templates,
                 feeds: RwLock::new(FeedCache::default()),
                 limiter: Mutex::new(RateLimiter::default()),
                 archive: Mutex::new(pages::ArchiveCache::default()),
@@ -405,7 +400,11 @@ fn message_page(state: &AppState, status: StatusCode, heading: &str, message: &s
         "heading": heading,
         "message": message,
     });
-    match state.inner.templates.render_page("page_message", &data) {
+    match state
+        .site()
+        .page_templates()
+        .render_page("page_message", &data)
+    {
         Ok(html) => (
             status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

@@ -56,7 +56,11 @@ pub async fn index(State(state): State<AppState>) -> Response {
         "feeds": { "rss": config.feed.rss_url.as_str(), "atom": config.feed.atom_url.as_str(), "json": config.feed.json_url.as_str() },
         "posts": posts,
     });
-    match state.inner.templates.render_page("page_index", &data) {
+    match state
+        .site()
+        .page_templates()
+        .render_page("page_index", &data)
+    {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "landing page template");

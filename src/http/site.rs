@@ -39,6 +39,8 @@ pub trait Site: Send + Sync + 'static {
     fn config(&self) -> &Config;
     fn store(&self) -> &Store;
     fn metrics(&self) -> &Metrics;
+    /// The page templates as loaded now (they are reloaded on SIGHUP).
+    fn page_templates(&self) -> std::sync::Arc<crate::render::Templates>;
     /// Records a sign-up durably (its mail queued), then sends the mail in the
     /// background; nothing about a known address changes.
     fn sign_up<'a>(

@@ -181,7 +181,11 @@ pub async fn confirm_page(State(state): State<AppState>, Path(token): Path<Strin
                 "action": format!("{}confirm/{token}", config.site.base_url),
                 "request": crate::render::describe_sign_up(name.as_deref(), &digests),
             });
-            match state.inner.templates.render_page("page_confirm", &data) {
+            match state
+                .site()
+                .page_templates()
+                .render_page("page_confirm", &data)
+            {
                 Ok(html) => {
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
                 }
@@ -224,7 +228,11 @@ pub async fn unsubscribe_page(
                 "site": { "title": config.site.title, "url": config.site.base_url.as_str(), "language": config.site.language },
                 "action": format!("{}unsubscribe/{token}", config.site.base_url),
             });
-            match state.inner.templates.render_page("page_unsubscribe", &data) {
+            match state
+                .site()
+                .page_templates()
+                .render_page("page_unsubscribe", &data)
+            {
                 Ok(html) => {
                     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
                 }

@@ -1,7 +1,6 @@
 //! Digests: choose a period's posts, create the issue and its ledger, render, send.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +10,10 @@ use tracing::{info, warn};
 
 use super::Herald;
 use crate::config::DigestConfig;
-use crate::deliver::message::build_message;
-use crate::deliver::sender::unsubscribe_url;
 use crate::deliver::{self, MessageContext, SendJob, SendReport, SendSettings};
-use crate::domain::token::TokenPurpose;
-use crate::domain::{Issue, IssueStatus, Post, PostId, RelatedPost, SubscriberEmail, SubscriberId};
+use crate::domain::{Issue, IssueStatus, Post, PostId, RelatedPost, SubscriberId};
 use crate::render::email::{IssueInput, render_issue};
-use crate::render::{self, PersonalFields, RenderedIssue, Templates};
+use crate::render::{self, RenderedIssue, Templates};
 use crate::schedule;
 use crate::store::{IssueCreated, LedgerCounts, NewIssue};
 
@@ -27,7 +23,7 @@ const SIZE_ROUNDS: usize = 8;
 
 /// What a rendering is of: a stored issue, or the next one (dated).
 #[derive(Debug, Clone, Copy)]
-enum Of<'a> {
+pub(super) enum Of<'a> {
     Issue(&'a Issue),
     Next(DateTime<Utc>),
 }
@@ -88,16 +84,8 @@ pub struct DigestRun {
     pub size_note: Option<String>,
 }
 
-/// What a preview wrote.
-#[derive(Debug, Clone)]
-pub struct Preview {
-    pub subject: String,
-    pub posts: usize,
-    pub files: Vec<PathBuf>,
-}
-
 impl Herald {
-    fn digest_config(&self, name: &str) -> Result<&DigestConfig, DigestError> {
+    pub(super) fn digest_config(&self, name: &str) -> Result<&DigestConfig, DigestError> {
         self.config
             .digests
             .iter()
@@ -115,13 +103,13 @@ impl Herald {
     }
 
     /// The templates a digest uses (built-ins, overridden from the templates folder).
-    pub fn templates_for(&self, digest: &DigestConfig) -> Result<Templates, DigestError> {
-        Templates::load(&self.config.templates.dir, &[digest.template.as_str()]).map_err(|source| {
-            DigestError::Template {
+    pub fn templates_for(&self, digest: &DigestConfig) -> Result<Arc<Templates>, DigestError> {
+        self.templates()
+            .digest(&digest.name)
+            .map_err(|source| DigestError::Template {
                 digest: digest.name.clone(),
                 source,
-            }
-        })
+            })
     }
 
     /// Creates the issue for a period (or finds it) and sends its due deliveries.
@@ -420,74 +408,6 @@ impl Herald {
         Ok((rendered, Some(note)))
     }
 
-    /// Renders the next issue of a digest to files, without touching the ledger: the
-    /// HTML and text as a subscriber named "Preview Reader" would get them, and the whole
-    /// message as `.eml`.
-    #[tracing::instrument(skip(self, out_dir), fields(digest = %name))]
-    pub async fn preview_digest(&self, name: &str, out_dir: &Path) -> Result<Preview, DigestError> {
-        let digest = self.digest_config(name)?.clone();
-        let templates = self.templates_for(&digest)?;
-        let now = self.clock.now();
-        let after = self.store.last_window_end(&digest.name).await?;
-        let posts = self
-            .store
-            .posts_in_window(&digest.sources, after, now, digest.max_posts)
-            .await?;
-        let related = self.related_for(&posts).await?;
-        let rendered = self
-            .render(&templates, &digest, Of::Next(now), &posts, &related, 0)
-            .await?;
-        let keys = self.signing_keys().await?;
-        let email = SubscriberEmail::parse("preview@example.org")
-            .unwrap_or_else(|_| unreachable!("a valid address"));
-        let id = SubscriberId(0);
-        let token = keys
-            .current()
-            .sign(TokenPurpose::Unsubscribe, id, "preview0", email.as_str());
-        let fields = PersonalFields {
-            name: Some("Preview Reader".into()),
-            email: email.as_str().to_owned(),
-            unsubscribe_url: unsubscribe_url(&self.config.site.base_url, &token),
-        };
-        let ctx = self.message_context(&digest);
-        let message_id = format!("<herald.preview.{}@{}>", digest.name, self.message_domain());
-        let message = build_message(&ctx, &rendered, &email, &fields, &token, &message_id, now)
-            .map_err(|e| DigestError::Template {
-                digest: digest.name.clone(),
-                source: render::Error::Render {
-                    what: "the preview message".into(),
-                    message: e,
-                },
-            })?;
-        let write = |path: PathBuf, bytes: &[u8]| -> Result<PathBuf, DigestError> {
-            std::fs::write(&path, bytes).map_err(|source| DigestError::Preview {
-                path: path.display().to_string(),
-                source,
-            })?;
-            Ok(path)
-        };
-        std::fs::create_dir_all(out_dir).map_err(|source| DigestError::Preview {
-            path: out_dir.display().to_string(),
-            source,
-        })?;
-        let files = vec![
-            write(
-                out_dir.join(format!("{name}.html")),
-                rendered.html_for(&fields).as_bytes(),
-            )?,
-            write(
-                out_dir.join(format!("{name}.txt")),
-                rendered.text_for(&fields).as_bytes(),
-            )?,
-            write(out_dir.join(format!("{name}.eml")), &message.bytes)?,
-        ];
-        Ok(Preview {
-            subject: rendered.subject,
-            posts: posts.len(),
-            files,
-        })
-    }
-
     /// An issue rendered as sent, for its "view online" page; `None` when there is no such
     /// issue (or it was empty).
     pub async fn archive_issue(
@@ -538,7 +458,7 @@ impl Herald {
         Ok(related)
     }
 
-    async fn render(
+    pub(super) async fn render(
         &self,
         templates: &Templates,
         digest: &DigestConfig,
@@ -584,7 +504,7 @@ impl Herald {
         })
     }
 
-    fn message_context(&self, digest: &DigestConfig) -> MessageContext {
+    pub(super) fn message_context(&self, digest: &DigestConfig) -> MessageContext {
         let smtp = &self.config.smtp;
         MessageContext::new(
             &smtp.from,

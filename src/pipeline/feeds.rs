@@ -1,6 +1,7 @@
 //! Writing the outgoing feeds to disk, and telling a WebSub hub when they change.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use tracing::{info, warn};
@@ -28,6 +29,8 @@ pub enum FeedError {
         path: String,
         source: std::io::Error,
     },
+    #[error("writing the feeds crashed: {0}")]
+    Crashed(String),
 }
 
 impl Herald {
@@ -49,34 +52,48 @@ impl Herald {
             .posts_in_window(&feed.sources, None, until, feed.max_items)
             .await?;
         let related = self.related_for(&posts).await?;
-        let feeds = render_feeds(&FeedInput {
-            site: &self.config.site,
-            feed,
-            posts: &posts,
-            related: &related,
-        })?;
-
-        std::fs::create_dir_all(dir).map_err(|source| FeedError::Write {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let mut files = Vec::new();
-        for (name, bytes, public) in [
-            ("feed.xml", &feeds.rss, &feed.rss_url),
-            ("atom.xml", &feeds.atom, &feed.atom_url),
-            ("feed.json", &feeds.json, &feed.json_url),
-        ] {
-            let path = dir.join(name);
-            let changed = write_if_changed(&path, bytes)?;
-            if changed {
-                info!(path = %path.display(), items = posts.len(), "feed written");
+        let items = posts.len();
+        // Rendering and file I/O are blocking work: off the async threads.
+        let config = Arc::clone(&self.config);
+        let dir = dir.to_path_buf();
+        let written = tokio::task::spawn_blocking(move || -> Result<Vec<FeedFile>, FeedError> {
+            let feed = &config.feed;
+            let feeds = render_feeds(&FeedInput {
+                site: &config.site,
+                feed,
+                posts: &posts,
+                related: &related,
+            })?;
+            std::fs::create_dir_all(&dir).map_err(|source| FeedError::Write {
+                path: dir.display().to_string(),
+                source,
+            })?;
+            let mut files = Vec::new();
+            for (name, bytes) in [
+                ("feed.xml", &feeds.rss),
+                ("atom.xml", &feeds.atom),
+                ("feed.json", &feeds.json),
+            ] {
+                let path = dir.join(name);
+                let changed = write_if_changed(&path, bytes)?;
+                files.push(FeedFile { path, changed });
+            }
+            Ok(files)
+        })
+        .await
+        .map_err(|e| FeedError::Crashed(e.to_string()))??;
+        for (file, public) in written
+            .iter()
+            .zip([&feed.rss_url, &feed.atom_url, &feed.json_url])
+        {
+            if file.changed {
+                info!(path = %file.path.display(), items, "feed written");
                 if let Some(hub) = &feed.hub {
                     self.ping_hub(hub, public).await;
                 }
             }
-            files.push(FeedFile { path, changed });
         }
-        Ok(files)
+        Ok(written)
     }
 
     /// WebSub publish notification (a W3C WebSub "publish" ping, as hubs such as

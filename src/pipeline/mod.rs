@@ -16,13 +16,15 @@ use url::Url;
 mod daemon;
 mod digest;
 mod feeds;
+mod preview;
 mod site;
 mod subscription;
 
 pub use daemon::{TickError, TickReport};
 
-pub use digest::{DigestError, DigestRun, DigestWhen, Preview};
+pub use digest::{DigestError, DigestRun, DigestWhen};
 pub use feeds::{FeedError, FeedFile};
+pub use preview::Preview;
 pub use subscription::{OutboxReport, SignUp, SubscriptionError};
 
 use crate::clock::SharedClock;
@@ -57,6 +59,8 @@ pub struct Herald {
     related: Arc<tokio::sync::Mutex<Option<RelatedIndex>>>,
     /// One pass over the outbox at a time in this process (claims guard the rest).
     outbox_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The templates, compiled once; replaced by [`Herald::reload_templates`].
+    templates: Arc<std::sync::RwLock<Arc<crate::render::TemplateSet>>>,
 }
 
 /// Which posts to enrich.
@@ -92,6 +96,8 @@ pub enum Error {
     Deliver(#[from] crate::deliver::Error),
     #[error(transparent)]
     Secret(#[from] crate::config::WeakSecret),
+    #[error(transparent)]
+    Templates(#[from] crate::render::Error),
 }
 
 /// What happened to one source in a poll.
@@ -171,7 +177,9 @@ impl Herald {
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
         let enricher = Arc::new(Enricher::new(&config.enrich));
         let transport = Transport::from_config(&config.smtp, &secrets)?;
+        let templates = load_templates(&config)?;
         Ok(Self {
+            templates: Arc::new(std::sync::RwLock::new(Arc::new(templates))),
             secrets,
             transport,
             metrics: Arc::default(),
@@ -185,6 +193,24 @@ impl Herald {
             related: Arc::new(tokio::sync::Mutex::new(None)),
             outbox_lock: Arc::default(),
         })
+    }
+
+    /// The templates as loaded now (an issue that started sending keeps the set it
+    /// started with).
+    pub fn templates(&self) -> Arc<crate::render::TemplateSet> {
+        self.templates
+            .read()
+            .map(|t| Arc::clone(&t))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
+    }
+
+    /// Reads the templates again (SIGHUP); on an error the ones loaded before stay.
+    pub fn reload_templates(&self) -> Result<(), crate::render::Error> {
+        let fresh = load_templates(&self.config)?;
+        if let Ok(mut templates) = self.templates.write() {
+            *templates = Arc::new(fresh);
+        }
+        Ok(())
     }
 
     /// Closes the store (checkpointing the WAL) and any pooled SMTP connections.
@@ -325,17 +351,13 @@ impl Herald {
         } else {
             let index = match cached.take() {
                 Some(index) => index,
+                // Built from the store, which already holds the changed posts' terms:
+                // `update` replaces them with the same.
                 None => {
                     let docs = self.store.index_docs().await?;
-                    let changed = changed.clone();
-                    // Already holds the changed posts' new terms: they were saved above.
-                    let mut index = tokio::task::spawn_blocking(move || RelatedIndex::build(docs))
+                    tokio::task::spawn_blocking(move || RelatedIndex::build(docs))
                         .await
-                        .map_err(|e| Error::Panicked(e.to_string()))?;
-                    for id in &changed {
-                        index.remove(*id);
-                    }
-                    index
+                        .map_err(|e| Error::Panicked(e.to_string()))?
                 }
             };
             let referring = self.store.posts_relating_to(&changed).await?;
@@ -346,33 +368,7 @@ impl Herald {
                 .collect();
             tokio::task::spawn_blocking(move || {
                 let mut index = index;
-                for doc in docs {
-                    index.insert(doc);
-                }
-                let mut scratch = index.scratch();
-                let mut affected: Vec<i64> = changed.iter().chain(&referring).copied().collect();
-                if params.include_newer {
-                    // Older posts may now list a changed one: look at its closest neighbours.
-                    let wider = crate::enrich::related::Params {
-                        count: params.count * 3,
-                        ..params
-                    };
-                    for id in &changed {
-                        affected.extend(
-                            index
-                                .related(*id, wider, &mut scratch)
-                                .into_iter()
-                                .map(|(other, _)| other),
-                        );
-                    }
-                }
-                affected.sort_unstable();
-                affected.dedup();
-                let lists: Vec<_> = affected
-                    .into_iter()
-                    .filter(|id| index.contains(*id))
-                    .map(|id| (id, index.related(id, params, &mut scratch)))
-                    .collect();
+                let lists = index.update(docs, &referring, params);
                 (index, lists)
             })
             .await
@@ -560,6 +556,15 @@ impl Herald {
         };
         Ok((entries, writer.finish(&record).await?))
     }
+}
+
+fn load_templates(config: &Config) -> Result<crate::render::TemplateSet, crate::render::Error> {
+    let digests: Vec<(&str, &str)> = config
+        .digests
+        .iter()
+        .map(|d| (d.name.as_str(), d.template.as_str()))
+        .collect();
+    crate::render::TemplateSet::load(&config.templates.dir, &digests)
 }
 
 /// Once per store: subscribers bounced by replies that did not blame their address

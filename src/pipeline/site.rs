@@ -41,6 +41,10 @@ impl http::Site for Herald {
         &self.metrics
     }
 
+    fn page_templates(&self) -> std::sync::Arc<crate::render::Templates> {
+        self.templates().base()
+    }
+
     fn sign_up<'a>(
         &'a self,
         email: &'a SubscriberEmail,

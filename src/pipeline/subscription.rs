@@ -17,7 +17,6 @@ use crate::deliver::sender::retry_delay;
 use crate::deliver::{MessageContext, SendError};
 use crate::domain::token::{KeyRing, ParsedToken, SigningKey, TokenPurpose, new_nonce};
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberName, SubscriberStatus};
-use crate::markup::escape_into;
 use crate::store::{
     ConfirmLink, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest,
 };
@@ -252,36 +251,28 @@ impl Herald {
             item.email.as_str(),
         );
         let url = format!("{}confirm/{token}", self.config.site.base_url);
-        let site = &self.config.site.title;
         let days = ((expires_at - now).num_hours() + 23) / 24;
-        let days = days.max(1);
         // Say exactly what the link would change.
-        let asked = crate::render::describe_sign_up(
+        let request = crate::render::describe_sign_up(
             item.requested_name.as_deref(),
             &item.requested_digests,
         );
-        let text = format!(
-            "Someone, hopefully you, asked for {asked} of {site} at this address.\n\n\
-             Confirm it (the link works for {days} day{s}):\n{url}\n\n\
-             If it was not you, ignore this email: nothing changes and nothing more will be sent.\n",
-            s = if days == 1 { "" } else { "s" }
-        );
-        let mut html = String::from("<p>Someone, hopefully you, asked for ");
-        escape_into(&mut html, &asked);
-        html.push_str(" of ");
-        escape_into(&mut html, site);
-        html.push_str(" at this address.</p><p><a href=\"");
-        escape_into(&mut html, &url);
-        html.push_str("\">Confirm it</a></p><p>If it was not you, ignore this email: nothing changes and nothing more will be sent.</p>");
-        let subject = format!("Confirm your subscription to {site}");
+        let mail = crate::render::confirmation_mail(
+            &self.templates().base(),
+            &self.config.site,
+            &url,
+            &request,
+            days.max(1),
+        )
+        .map_err(|e| SendError::local(format!("cannot render the message: {e}"), false))?;
         let message = build_transactional(
             ctx,
             Transactional {
                 to: &item.email,
                 name: item.name.as_deref(),
-                subject: &subject,
-                text,
-                html,
+                subject: &mail.subject,
+                text: mail.text,
+                html: mail.html,
                 message_id: &item.message_id,
                 date: now,
             },

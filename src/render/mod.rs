@@ -13,6 +13,7 @@
 //! | `<name>.html` | `<name>.html.hbs` | HTML |
 //! | `<name>.txt` | `<name>.txt.hbs` | none (plain text, wrapped at 78 columns) |
 //! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
+//! | `confirm.txt`, `confirm.html` (the confirmation mail) | `confirm.<ext>.hbs` | as above |
 //! | pages `page_index`, `page_message`, `page_confirm`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
 
 pub mod email;
@@ -59,6 +60,16 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "footer_txt",
         "partials/footer.txt.hbs",
         include_str!("../../templates/partials/footer.txt.hbs"),
+    ),
+    (
+        "confirm.txt",
+        "confirm.txt.hbs",
+        include_str!("../../templates/confirm.txt.hbs"),
+    ),
+    (
+        "confirm.html",
+        "confirm.html.hbs",
+        include_str!("../../templates/confirm.html.hbs"),
     ),
     (
         "page_index",
@@ -190,6 +201,84 @@ impl Templates {
             what: format!("template {name}"),
             message: e.to_string(),
         })
+    }
+}
+
+/// The confirmation mail's parts.
+#[derive(Debug, Clone)]
+pub struct ConfirmationMail {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// The mail that carries a confirm link: `request` says what it would change
+/// ([`describe_sign_up`]), `days` how long the link works.
+pub fn confirmation_mail(
+    templates: &Templates,
+    site: &crate::config::SiteConfig,
+    url: &str,
+    request: &str,
+    days: i64,
+) -> Result<ConfirmationMail, Error> {
+    let data = serde_json::json!({
+        "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
+        "url": url,
+        "request": request,
+        "days": days,
+        "one_day": days == 1,
+    });
+    Ok(ConfirmationMail {
+        subject: format!("Confirm your subscription to {}", site.title),
+        text: templates.render_text("confirm.txt", &data)?,
+        html: templates.render_html("confirm.html", &data)?,
+    })
+}
+
+/// The templates of a site, compiled once: the built-ins (with overrides) for pages and
+/// mail, and each digest's own. A digest whose templates do not load fails alone, with
+/// the reason; the others go on. Replaced whole when the operator asks for a reload.
+#[derive(Debug)]
+pub struct TemplateSet {
+    base: std::sync::Arc<Templates>,
+    digests: HashMap<String, Result<std::sync::Arc<Templates>, String>>,
+}
+
+impl TemplateSet {
+    /// Loads the templates for `digests` (name, template base name).
+    pub fn load(dir: &Path, digests: &[(&str, &str)]) -> Result<Self, Error> {
+        let base = std::sync::Arc::new(Templates::load(dir, &[])?);
+        let digests = digests
+            .iter()
+            .map(|(name, template)| {
+                let loaded = if *template == "digest" {
+                    Ok(std::sync::Arc::clone(&base))
+                } else {
+                    Templates::load(dir, &[template])
+                        .map(std::sync::Arc::new)
+                        .map_err(|e| e.to_string())
+                };
+                ((*name).to_owned(), loaded)
+            })
+            .collect();
+        Ok(Self { base, digests })
+    }
+
+    /// The pages and transactional mail.
+    pub fn base(&self) -> std::sync::Arc<Templates> {
+        std::sync::Arc::clone(&self.base)
+    }
+
+    /// A digest's templates, or why they did not load.
+    pub fn digest(&self, name: &str) -> Result<std::sync::Arc<Templates>, Error> {
+        match self.digests.get(name) {
+            Some(Ok(t)) => Ok(std::sync::Arc::clone(t)),
+            Some(Err(message)) => Err(Error::Render {
+                what: format!("the templates of digest \"{name}\""),
+                message: message.clone(),
+            }),
+            None => Ok(self.base()),
+        }
     }
 }
 

@@ -941,3 +941,24 @@ async fn an_import_merges_repeats_and_known_addresses() {
         "no digests means all"
     );
 }
+
+#[tokio::test]
+async fn templates_are_compiled_once_and_read_again_only_on_reload() {
+    let (_feed, _sink, env, _clock, herald) = ready("").await;
+    let dir = env.dir.path().join("templates");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = env.dir.path().join("preview");
+    let preview = || async {
+        herald.preview_digest("weekly", &out).await.unwrap();
+        std::fs::read_to_string(out.join("weekly.txt")).unwrap()
+    };
+    // Written after herald started: not read until a reload (SIGHUP in the daemon).
+    std::fs::write(dir.join("digest.txt.hbs"), "FIRST {{subject}}\n").unwrap();
+    assert!(!preview().await.contains("FIRST"));
+    herald.reload_templates().unwrap();
+    assert!(preview().await.contains("FIRST Test Site"));
+    // A broken one is refused and the ones loaded before stay.
+    std::fs::write(dir.join("digest.txt.hbs"), "{{#if}}broken").unwrap();
+    assert!(herald.reload_templates().is_err());
+    assert!(preview().await.contains("FIRST"));
+}
