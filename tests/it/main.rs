@@ -8,7 +8,7 @@ mod digest;
 mod enrich;
 mod feeds;
 mod feeds_out;
-mod http;
+mod fetch;
 mod related_quality;
 mod safety;
 mod server;
