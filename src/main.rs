@@ -34,7 +34,8 @@ fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(2),
         Err(e) => {
-            eprintln!("herald: {}", app::error_chain(&e));
+            // The error and its causes on one line (anyhow's alternate form).
+            eprintln!("herald: {e:#}");
             ExitCode::from(1)
         }
     }

@@ -65,14 +65,6 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     }
 }
 
-/// The error and its causes on one line.
-pub fn error_chain(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-}
-
 async fn open(config: Config) -> Result<Herald> {
     Herald::open(config, Arc::new(SystemClock))
         .await
@@ -359,19 +351,5 @@ fn indent(text: &str, prefix: &str) -> String {
 
 /// Wraps a line of text at word boundaries.
 fn wrap(line: &str, width: usize) -> String {
-    let mut out = String::with_capacity(line.len() + line.len() / width);
-    let mut col = 0;
-    for word in line.split_whitespace() {
-        let len = word.chars().count();
-        if col > 0 && col + 1 + len > width {
-            out.push('\n');
-            col = 0;
-        } else if col > 0 {
-            out.push(' ');
-            col += 1;
-        }
-        out.push_str(word);
-        col += len;
-    }
-    out
+    textwrap::fill(line, textwrap::Options::new(width).break_words(false))
 }

@@ -509,37 +509,12 @@ impl<'a, 'i> TableReader<'a, 'i> {
 fn closest<'k>(typo: &str, known: &[&'k str]) -> Option<&'k str> {
     known
         .iter()
-        .map(|k| (edit_distance(typo, k), *k))
+        // Optimal string alignment: like Levenshtein, but a swap of two neighbours
+        // (`titel` → `title`) counts as one edit.
+        .map(|k| (strsim::osa_distance(typo, k), *k))
         .filter(|(d, k)| *d <= if k.len() <= 4 { 1 } else { 2 })
         .min()
         .map(|(_, k)| k)
-}
-
-/// Optimal-string-alignment distance: like Levenshtein, but a swap of two neighbours
-/// (`titel` → `title`) counts as one edit.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// Parses `"90s"`, `"15m"`, `"2h"`, `"1d"`, `"1h30m"`.

@@ -98,24 +98,14 @@ fn wrap_line(line: &str, width: usize, out: &mut String) {
         .map_or(0, |m| m.len());
     let first_prefix = &line[..indent_len + marker];
     let next_prefix = " ".repeat(first_prefix.chars().count());
-    let mut current = String::from(first_prefix);
-    let mut at_line_start = true;
-    for word in body[marker..].split_whitespace() {
-        let needed = current.chars().count() + usize::from(!at_line_start) + word.chars().count();
-        if !at_line_start && needed > width {
-            out.push_str(&current);
-            out.push('\n');
-            current = next_prefix.clone();
-            at_line_start = true;
-        }
-        if !at_line_start {
-            current.push(' ');
-        }
-        current.push_str(word);
-        at_line_start = false;
+    let options = textwrap::Options::new(width)
+        .initial_indent(first_prefix)
+        .subsequent_indent(&next_prefix)
+        .break_words(false);
+    for wrapped in textwrap::wrap(&body[marker..], options) {
+        out.push_str(wrapped.trim_end());
+        out.push('\n');
     }
-    out.push_str(&current);
-    out.push('\n');
 }
 
 #[cfg(test)]
