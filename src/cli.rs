@@ -25,7 +25,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config file and list every problem in it
-    CheckConfig,
+    CheckConfig {
+        /// Also try the SMTP relay (connect, STARTTLS, login; no mail) and fetch every
+        /// source, and say what works
+        #[arg(long)]
+        connect: bool,
+    },
     /// Fetch sources now and store their new and edited posts
     Poll(PollArgs),
     /// Write summaries and related posts for posts that need them

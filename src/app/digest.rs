@@ -98,6 +98,9 @@ pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
                     if let Some(at) = retry {
                         writeln!(out, "next retry: {}", at.to_rfc3339())?;
                     }
+                    for (status, reply) in herald.store.last_replies(issue.id).await? {
+                        writeln!(out, "last reply ({}): {reply}", status.as_str())?;
+                    }
                 }
             }
             herald.close().await;
@@ -152,6 +155,13 @@ fn write_run(out: &mut impl Write, name: &str, run: &DigestRun) -> std::io::Resu
             }
         )?,
         None => writeln!(out, "already sent: nothing new to send")?,
+    }
+    if let Some(problem) = run
+        .report
+        .as_ref()
+        .and_then(|r| r.relay_unusable.as_deref())
+    {
+        writeln!(out, "relay: {problem}")?;
     }
     for (reason, count) in run.report.iter().flat_map(|r| &r.reasons) {
         writeln!(out, "  {count} \u{d7} {reason}")?;

@@ -53,7 +53,14 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Err(e) => return Err(e.into()),
     };
     match cli.command {
-        Command::CheckConfig => check_config(&config),
+        Command::CheckConfig { connect } => {
+            let outcome = check_config(&config)?;
+            if connect {
+                check_connections(&config).await
+            } else {
+                Ok(outcome)
+            }
+        }
         Command::Poll(args) => poll(config, args).await,
         Command::Enrich(args) => enrich(config, args).await,
         Command::Subscribers(cmd) => subscribers::run(config, cmd).await,
@@ -113,6 +120,61 @@ fn check_config(config: &Config) -> Result<Outcome> {
         plural(config.digests.len(), "digest")
     );
     Ok(Outcome::Success)
+}
+
+/// `check-config --connect`: the relay (connect, EHLO, STARTTLS, login, nothing sent)
+/// and every enabled source (fetched and parsed, nothing stored), one line each.
+async fn check_connections(config: &Config) -> Result<Outcome> {
+    let mut out = std::io::stdout().lock();
+    let mut outcome = Outcome::Success;
+    let secrets = config::Secrets::from_env();
+    let transport = crate::deliver::Transport::from_config(&config.smtp, &secrets)?;
+    match transport.check().await {
+        Ok(what) => writeln!(out, "smtp: ok: {what}")?,
+        Err(e) => {
+            outcome = Outcome::Partial;
+            match &e.fix {
+                Some(fix) => writeln!(out, "smtp: FAILED: {}; {fix}", e.reply)?,
+                None => writeln!(out, "smtp: FAILED: {}", e.reply)?,
+            }
+        }
+    }
+    transport.shutdown().await;
+    let fetcher = crate::ingest::Fetcher::new(config.ingest.max_redirects)?;
+    for source in config.sources.iter().filter(|s| s.enabled) {
+        let fetched = fetcher
+            .fetch(
+                source,
+                &crate::domain::SourceState::default(),
+                crate::clock::Clock::now(&SystemClock),
+            )
+            .await;
+        let line = match fetched {
+            Ok(crate::ingest::Fetched::Body {
+                bytes,
+                url,
+                content_type,
+                ..
+            }) => {
+                match crate::ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref()) {
+                    Ok(feed) => {
+                        format!("ok: {} entries, {} bytes", feed.entries.len(), bytes.len())
+                    }
+                    Err(reason) => {
+                        outcome = Outcome::Partial;
+                        format!("FAILED: fetched, but {reason}")
+                    }
+                }
+            }
+            Ok(crate::ingest::Fetched::NotModified { .. }) => "ok: not modified".into(),
+            Err(e) => {
+                outcome = Outcome::Partial;
+                format!("FAILED: {e}")
+            }
+        };
+        writeln!(out, "source {}: {line}", source.name)?;
+    }
+    Ok(outcome)
 }
 
 async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {

@@ -82,6 +82,10 @@ pub struct SendError {
     /// The SMTP reply code, when there was a reply.
     pub code: Option<u16>,
     pub stage: Stage,
+    /// Set when the relay cannot be used at all as configured (TLS not offered, login
+    /// refused, nothing listening, a certificate not trusted): what the operator should
+    /// change. Such a failure is stated once, at ERROR, and stops the run.
+    pub fix: Option<String>,
 }
 
 impl SendError {
@@ -92,7 +96,23 @@ impl SendError {
             reply: format!("{code} {text}").trim().to_owned(),
             code: Some(code),
             stage,
+            fix: None,
         }
+    }
+
+    /// The relay cannot be used as configured: `problem`, and what to change.
+    pub fn unusable_relay(problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            reply: problem.into(),
+            code: None,
+            stage: Stage::Connect,
+            fix: Some(fix.into()),
+        }
+    }
+
+    /// Whether the relay cannot be used as configured (see [`Self::fix`]).
+    pub fn is_relay_unusable(&self) -> bool {
+        self.fix.is_some()
     }
 
     /// No reply: the connection, TLS, a timeout. Always temporary.
@@ -101,6 +121,7 @@ impl SendError {
             reply: reply.into(),
             code: None,
             stage: Stage::Connect,
+            fix: None,
         }
     }
 
@@ -112,6 +133,7 @@ impl SendError {
             // like a 5xx; `blame` tells them from the relay's.
             code: Some(if retry { 451 } else { 550 }),
             stage: Stage::Local,
+            fix: None,
         }
     }
 
@@ -121,6 +143,7 @@ impl SendError {
             reply: reply.into(),
             code: Some(552),
             stage: Stage::Local,
+            fix: None,
         }
     }
 

@@ -64,6 +64,8 @@ pub struct SendReport {
     /// Why deliveries failed or were deferred this run: reply, count (a few kinds, most
     /// frequent first).
     pub reasons: Vec<(String, u64)>,
+    /// The relay cannot be used as configured: what is wrong and what to change.
+    pub relay_unusable: Option<String>,
 }
 
 impl SendReport {
@@ -79,6 +81,7 @@ impl SendReport {
         self.interrupted = later.interrupted;
         self.relay_refusing = later.relay_refusing;
         self.too_big = later.too_big;
+        self.relay_unusable = later.relay_unusable.or(self.relay_unusable.take());
         for (reason, n) in later.reasons {
             match self.reasons.iter_mut().find(|(r, _)| *r == reason) {
                 Some(entry) => entry.1 += n,
@@ -106,6 +109,8 @@ struct Tally {
     successes: AtomicU64,
     /// A message was refused as too big: stop starting new ones.
     too_big: std::sync::atomic::AtomicBool,
+    /// The relay cannot be used as configured: the problem and its fix (stop).
+    unusable: std::sync::Mutex<Option<String>>,
     sent: AtomicU64,
     deferred: AtomicU64,
     failed: AtomicU64,
@@ -124,6 +129,21 @@ struct Streak {
 }
 
 impl Tally {
+    /// Records (and states once, at ERROR) that the relay cannot be used as configured.
+    fn unusable(&self, error: &SendError) {
+        if let Ok(mut unusable) = self.unusable.lock()
+            && unusable.is_none()
+        {
+            let fix = error.fix.as_deref().unwrap_or("");
+            tracing::error!(fix, "{}; the rest stays queued", error.reply);
+            *unusable = Some(format!("{}: {fix}", error.reply));
+        }
+    }
+
+    fn is_unusable(&self) -> bool {
+        self.unusable.lock().is_ok_and(|u| u.is_some())
+    }
+
     /// Whether the relay seems to refuse everything: 20 permanent failures in a row, or,
     /// for an issue it refused wholesale before, one refusal of its own kind (not one
     /// about an address) before any success.
@@ -219,7 +239,7 @@ pub async fn send_issue(
                 interrupted = true;
                 break 'batches;
             }
-            if shared.tally.too_big.load(Ordering::Relaxed) {
+            if shared.tally.too_big.load(Ordering::Relaxed) || shared.tally.is_unusable() {
                 break 'batches;
             }
             if shared.tally.relay_refusing(refused_before) {
@@ -316,9 +336,10 @@ pub async fn send_issue(
         bounced: t.bounced.load(Ordering::Relaxed),
         skipped,
         ledger_errors: t.ledger_errors.load(Ordering::Relaxed),
-        interrupted: interrupted || relay_refusing || too_big,
+        interrupted: interrupted || relay_refusing || too_big || t.is_unusable(),
         relay_refusing,
         too_big,
+        relay_unusable: t.unusable.lock().ok().and_then(|u| u.clone()),
     })
 }
 
@@ -381,7 +402,17 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             tally.reason(&error.reply);
             tally.deferred.fetch_add(1, Ordering::Relaxed);
             job.store
-                .retry_now(issue, delivery.subscriber_id, &error.reply, now)
+                .put_back(issue, delivery.subscriber_id, &error.reply, now, now)
+                .await
+        }
+        // The relay cannot be used as configured: said once, at ERROR, with the fix; the
+        // run stops and this delivery waits, its attempts untouched.
+        Err(error) if error.is_relay_unusable() => {
+            tally.unusable(&error);
+            tally.deferred.fetch_add(1, Ordering::Relaxed);
+            let at = now + retry_delay(job.settings.retry_base, 0);
+            job.store
+                .put_back(issue, delivery.subscriber_id, &error.reply, at, now)
                 .await
         }
         Ok(reply) => {

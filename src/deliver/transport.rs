@@ -159,6 +159,45 @@ impl Transport {
         self.known_size_limit()
     }
 
+    /// Tries the transport without sending anything: for SMTP, a connection with EHLO,
+    /// STARTTLS and the login as configured; says what works.
+    pub async fn check(&self) -> Result<String, SendError> {
+        match self {
+            Transport::File { dir, .. } => {
+                self.prepare()
+                    .map_err(|e| SendError::local(e.to_string(), false))?;
+                Ok(format!(
+                    "messages are written to {} (nothing is sent)",
+                    dir.display()
+                ))
+            }
+            Transport::Smtp(pool) => {
+                let conn = tokio::time::timeout(pool.timeout, pool.connect())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SendError::connection(format!(
+                            "{}:{} did not answer within {}s",
+                            pool.host,
+                            pool.port,
+                            pool.timeout.as_secs()
+                        )))
+                    })?;
+                let tls = if conn.is_encrypted() { "TLS" } else { "no TLS" };
+                let login = if pool.credentials.is_some() {
+                    ", logged in"
+                } else {
+                    ""
+                };
+                let size = match pool.size_limit() {
+                    n if n == pool.max_size => String::new(),
+                    n => format!(", messages up to {n} bytes"),
+                };
+                pool.checkin(conn);
+                Ok(format!("{}:{} ({tls}{login}{size})", pool.host, pool.port))
+            }
+        }
+    }
+
     /// Closes pooled connections politely (QUIT).
     pub async fn shutdown(&self) {
         if let Transport::Smtp(pool) = self {
@@ -269,9 +308,20 @@ impl SmtpPool {
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         // Failing to connect, to start TLS or to log in says nothing about any recipient:
-        // it is always temporary for the delivery (and logged for the operator).
+        // it is always temporary for the delivery. When the relay cannot work as
+        // configured, the error says what to change (see `SendError::fix`).
+        let at = format!("{}:{}", self.host, self.port);
         let fail = |e: lettre::transport::smtp::Error| {
-            SendError::connection(format!("{}: {}", self.host, reply_of(&e)))
+            if e.is_tls() {
+                return SendError::unusable_relay(
+                    format!(
+                        "the TLS handshake with the relay at {at} failed: {}",
+                        reply_of(&e)
+                    ),
+                    "check that the relay's certificate is valid for its name (or, for a relay on loopback, smtp.tls = \"none\")",
+                );
+            }
+            SendError::connection(format!("{at}: {}", reply_of(&e)))
         };
         let tls = || TlsParameters::new(self.host.clone()).map_err(fail);
         let mut conn = if self.tls == SmtpTls::Implicit {
@@ -287,12 +337,7 @@ impl SmtpPool {
         } else {
             let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
                 .await
-                .map_err(|e| {
-                    SendError::connection(format!(
-                        "cannot connect to {}:{}: {e}",
-                        self.host, self.port
-                    ))
-                })?;
+                .map_err(|e| connect_error(&at, &e))?;
             // The reason for managing connections here (see the module docs).
             let _ = stream.set_nodelay(true);
             let mut conn =
@@ -300,6 +345,14 @@ impl SmtpPool {
                     .await
                     .map_err(fail)?;
             match self.tls {
+                SmtpTls::Required if !conn.can_starttls() => {
+                    return Err(SendError::unusable_relay(
+                        format!(
+                            "the relay at {at} does not offer STARTTLS, and smtp.tls is \"required\""
+                        ),
+                        "set smtp.tls = \"none\" for a relay on loopback, or use smtps:// for a relay on port 465",
+                    ));
+                }
                 SmtpTls::Required => conn.starttls(tls()?, &self.hello).await.map_err(fail)?,
                 SmtpTls::Opportunistic if conn.can_starttls() => {
                     conn.starttls(tls()?, &self.hello).await.map_err(fail)?
@@ -322,7 +375,13 @@ impl SmtpPool {
         if let Some(credentials) = &self.credentials {
             conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                 .await
-                .map_err(fail)?;
+                .map_err(|e| match e.status() {
+                    Some(_) => SendError::unusable_relay(
+                        format!("the relay at {at} refused the login: {}", reply_of(&e)),
+                        "check smtp.username and HERALD_SMTP_PASSWORD",
+                    ),
+                    None => fail(e),
+                })?;
         }
         Ok(conn)
     }
@@ -383,6 +442,13 @@ fn refusal(stage: Stage, e: &lettre::transport::smtp::Error) -> SendError {
             let text = std::error::Error::source(e)
                 .map(|s| s.to_string())
                 .unwrap_or_default();
+            if u16::from(code) == 530 {
+                // RFC 4954: authentication required.
+                return SendError::unusable_relay(
+                    format!("the relay wants a login ({} {text})", u16::from(code)),
+                    "set smtp.username and HERALD_SMTP_PASSWORD",
+                );
+            }
             SendError::reply(stage, u16::from(code), &text)
         }
         None => SendError::connection(reply_of(e)),
@@ -400,6 +466,24 @@ fn advertised_size(lines: &[&str]) -> Option<u64> {
             .and_then(|n| n.parse::<u64>().ok())
             .filter(|n| *n > 0)
     })
+}
+
+/// A failed TCP connect: nobody listening, or a name that does not resolve, is the
+/// configuration's problem; anything else (a timeout, a route down) may pass.
+fn connect_error(at: &str, e: &std::io::Error) -> SendError {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => SendError::unusable_relay(
+            format!("nothing accepts connections at {at} (connection refused)"),
+            "check smtp.url, and that the relay is running",
+        ),
+        _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => {
+            SendError::unusable_relay(
+                format!("the relay's name in {at} does not resolve: {e}"),
+                "check the host in smtp.url",
+            )
+        }
+        _ => SendError::connection(format!("cannot connect to {at}: {e}")),
+    }
 }
 
 /// What went wrong without a reply: the error and its cause.

@@ -9,7 +9,7 @@
 //! crash or a relay that is down.
 
 use chrono::{DateTime, Utc};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::Herald;
 use crate::deliver::message::{Transactional, build_transactional};
@@ -187,6 +187,19 @@ impl Herald {
                             .finish_outbox(item.id, true, &reply, None, now)
                             .await?;
                         report.sent += 1;
+                    }
+                    Err(e) if e.is_relay_unusable() => {
+                        // Said once per pass, with the fix; the rest waits for the relay.
+                        error!(
+                            fix = e.fix.as_deref().unwrap_or(""),
+                            "{}; confirmations stay queued", e.reply
+                        );
+                        let at = now + retry_delay(std::time::Duration::from_secs(60), 0);
+                        self.store
+                            .finish_outbox(item.id, false, &e.reply, Some(at), now)
+                            .await?;
+                        report.deferred += 1;
+                        return Ok(report);
                     }
                     Err(e)
                         if e.is_transient()

@@ -258,6 +258,24 @@ impl Store {
         .transpose()
     }
 
+    /// The most recent reply of each delivery status of an issue (`digest status`):
+    /// what the relay said last to the deliveries sent, deferred and failed.
+    pub async fn last_replies(&self, issue: IssueId) -> Result<Vec<(DeliveryStatus, String)>> {
+        // SQLite takes the bare columns from the row where max() is found.
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT status, last_reply, max(updated_at) FROM deliveries
+             WHERE issue_id = ?1 AND last_reply IS NOT NULL GROUP BY status ORDER BY status",
+        )
+        .bind(issue.0)
+        .fetch_all(&self.pool)
+        .await
+        .doing("read last replies")?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(status, reply, _)| DeliveryStatus::parse(&status).map(|s| (s, reply)))
+            .collect())
+    }
+
     /// Deliveries of every issue by status.
     pub async fn delivery_counts(&self) -> Result<LedgerCounts> {
         let rows: Vec<(String, i64)> =
@@ -392,22 +410,25 @@ impl Store {
         Ok(())
     }
 
-    /// Puts a delivery back to be tried again at once, without counting an attempt (its
-    /// message was refused as too big and will be rendered smaller).
-    pub async fn retry_now(
+    /// Puts a delivery back to be tried at `at`, without counting an attempt: what
+    /// failed was not this delivery (its message was refused as too big and will be
+    /// rendered smaller; the relay cannot be used as configured).
+    pub async fn put_back(
         &self,
         issue: IssueId,
         subscriber: SubscriberId,
         reply: &str,
+        at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE deliveries SET status = 'deferred', last_reply = ?3, next_attempt_at = ?4, updated_at = ?4
+            "UPDATE deliveries SET status = 'deferred', last_reply = ?3, next_attempt_at = ?4, updated_at = ?5
              WHERE issue_id = ?1 AND subscriber_id = ?2",
         )
         .bind(issue.0)
         .bind(subscriber.0)
         .bind(reply)
+        .bind(ts(at))
         .bind(ts(now))
         .execute(&self.pool)
         .await

@@ -962,3 +962,57 @@ async fn templates_are_compiled_once_and_read_again_only_on_reload() {
     assert!(herald.reload_templates().is_err());
     assert!(preview().await.contains("FIRST"));
 }
+
+#[tokio::test]
+async fn a_relay_without_starttls_is_one_clear_error_with_the_fix() {
+    let feed = FeedServer::start(fixture("rss20-media.xml")).await;
+    let sink = SmtpSink::start().await;
+    // smtp:// means STARTTLS required; the loopback sink offers none.
+    let env = TestEnv::new(&format!(
+        "{}[smtp]\nurl = \"{}\"\nfrom = \"News <news@example.org>\"\n\n[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n",
+        source("blog", &feed.url("/feed.xml")),
+        sink.url()
+    ));
+    for i in 0..5 {
+        let (code, _, stderr) = env
+            .run(&[
+                "subscribers",
+                "add",
+                &format!("r{i}@example.org"),
+                "--confirmed",
+            ])
+            .await;
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, stdout, stderr) = env
+        .run_with_env(
+            &["digest", "send", "weekly", "--force"],
+            &[("HERALD_LOG", "error")],
+        )
+        .await;
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    let fix = "does not offer STARTTLS";
+    assert_eq!(
+        stderr.matches(fix).count(),
+        1,
+        "one ERROR, not one per message: {stderr}"
+    );
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("smtp.tls = \\\"none\\\""),
+        "{stderr}"
+    );
+    assert!(stdout.contains("relay: the relay at 127.0.0.1"), "{stdout}");
+    assert!(stdout.contains("smtps://"), "{stdout}");
+    assert_eq!(sink.accepted(), 0);
+    // Nothing used up: the deliveries wait, and status says what the relay said last.
+    let (_, status, _) = env.run(&["digest", "status", "weekly"]).await;
+    assert!(
+        status.contains("last reply (deferred):") && status.contains(fix),
+        "{status}"
+    );
+    // check-config --connect says the same, before anything is sent.
+    let (code, out, _) = env.run(&["check-config", "--connect"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("smtp: FAILED:") && out.contains(fix), "{out}");
+    assert!(out.contains("source blog: ok: 2 entries"), "{out}");
+}
