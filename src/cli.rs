@@ -18,6 +18,11 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// No progress on stderr (long commands show it: a bar on a terminal, else a line
+    /// every few seconds)
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

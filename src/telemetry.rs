@@ -46,6 +46,46 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// How far a long piece of work is (a send, an import, a poll of many sources, an index
+/// rebuild): the stages count here, cheaply; the command line draws it
+/// (`app::progress`). One stage at a time.
+#[derive(Debug, Default)]
+pub struct Progress {
+    stage: Mutex<String>,
+    total: AtomicU64,
+    done: AtomicU64,
+    /// Bumped at every `start`, so that a drawer notices a new stage.
+    generation: AtomicU64,
+}
+
+impl Progress {
+    /// A new stage of `total` steps ("sending weekly #12", "importing").
+    pub fn start(&self, stage: &str, total: u64) {
+        if let Ok(mut s) = self.stage.lock() {
+            *s = stage.to_owned();
+        }
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` more steps done.
+    pub fn add(&self, n: u64) {
+        self.done.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The stage's name, steps done and total, and its generation.
+    pub fn snapshot(&self) -> (String, u64, u64, u64) {
+        let stage = self.stage.lock().map(|s| s.clone()).unwrap_or_default();
+        (
+            stage,
+            self.done.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+            self.generation.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Counters herald keeps while it runs, exposed at `/metrics` in the Prometheus text
 /// format. Gauges that the store knows (posts, subscribers, deliveries by status) are
 /// read from it at scrape time instead.

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::domain::IssueStatus;
 use crate::pipeline::{DigestRun, DigestWhen, EnrichScope};
 
-pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
+pub async fn run(config: Config, cmd: DigestCommand, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
     let mut out = std::io::stdout().lock();
     let outcome = match cmd {
@@ -35,7 +35,11 @@ pub async fn run(config: Config, cmd: DigestCommand) -> Result<Outcome> {
             } else {
                 DigestWhen::Latest
             };
-            let run = herald.send_digest(&name, when, stop_on_ctrl_c()).await?;
+            let drawer =
+                super::progress::Drawer::start(std::sync::Arc::clone(&herald.progress), quiet);
+            let run = herald.send_digest(&name, when, stop_on_ctrl_c()).await;
+            drawer.finish().await;
+            let run = run?;
             write_run(&mut out, &name, &run)?;
             if run.counts.failed > 0
                 || run.counts.deferred > 0

@@ -4,6 +4,7 @@
 //! logs go to stderr. The [`Outcome`] decides the exit code.
 
 mod digest;
+mod progress;
 mod serve;
 mod subscribers;
 
@@ -61,12 +62,12 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                 Ok(outcome)
             }
         }
-        Command::Poll(args) => poll(config, args).await,
-        Command::Enrich(args) => enrich(config, args).await,
-        Command::Subscribers(cmd) => subscribers::run(config, cmd).await,
-        Command::Digest(cmd) => digest::run(config, cmd).await,
+        Command::Poll(args) => poll(config, args, cli.quiet).await,
+        Command::Enrich(args) => enrich(config, args, cli.quiet).await,
+        Command::Subscribers(cmd) => subscribers::run(config, cmd, cli.quiet).await,
+        Command::Digest(cmd) => digest::run(config, cmd, cli.quiet).await,
         Command::Feed(FeedCommand::Write { out_dir }) => feed_write(config, out_dir).await,
-        Command::Run { digest } => serve::run(config, digest).await,
+        Command::Run { digest } => serve::run(config, digest, cli.quiet).await,
         Command::Serve { listen } => serve::serve(config, listen).await,
         Command::Posts(cmd) => posts(config, cmd).await,
     }
@@ -177,9 +178,12 @@ async fn check_connections(config: &Config) -> Result<Outcome> {
     Ok(outcome)
 }
 
-async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
+async fn poll(config: Config, args: PollArgs, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
-    let report = herald.poll_sources(args.source.as_deref()).await?;
+    let drawer = progress::Drawer::start(Arc::clone(&herald.progress), quiet);
+    let report = herald.poll_sources(args.source.as_deref()).await;
+    drawer.finish().await;
+    let report = report?;
     let mut out = std::io::stdout().lock();
     write_poll_report(&mut out, &report)?;
     if report.changed() {
@@ -197,14 +201,17 @@ async fn poll(config: Config, args: PollArgs) -> Result<Outcome> {
     })
 }
 
-async fn enrich(config: Config, args: EnrichArgs) -> Result<Outcome> {
+async fn enrich(config: Config, args: EnrichArgs, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
     let scope = if args.rebuild {
         EnrichScope::Rebuild
     } else {
         EnrichScope::Stale
     };
-    let report = herald.enrich(scope).await?;
+    let drawer = progress::Drawer::start(Arc::clone(&herald.progress), quiet);
+    let report = herald.enrich(scope).await;
+    drawer.finish().await;
+    let report = report?;
     let mut out = std::io::stdout().lock();
     write_enrich_report(&mut out, &report)?;
     herald.store.close().await;

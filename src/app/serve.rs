@@ -190,8 +190,9 @@ async fn send_loop(herald: Herald, mut ticks: mpsc::Receiver<()>, stop: watch::R
 
 /// One pass of everything now: poll, enrich, write the feeds, finish interrupted sends,
 /// send the digests that are due (or the one named, now).
-pub async fn run(config: Config, digest: Option<String>) -> Result<Outcome> {
+pub async fn run(config: Config, digest: Option<String>, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
+    let drawer = super::progress::Drawer::start(std::sync::Arc::clone(&herald.progress), quiet);
     let mut out = std::io::stdout().lock();
     let mut outcome = Outcome::Success;
     let stop = super::digest::stop_on_ctrl_c();
@@ -261,6 +262,7 @@ pub async fn run(config: Config, digest: Option<String>) -> Result<Outcome> {
             outcome = Outcome::Partial;
         }
     }
+    drawer.finish().await;
     herald.close().await;
     Ok(outcome)
 }

@@ -2,6 +2,8 @@
 
 use std::io::Write;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
 
 use super::{Outcome, open};
@@ -10,7 +12,7 @@ use crate::config::Config;
 use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, shorten};
 use crate::store::{AddOutcome, ImportRow};
 
-pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
+pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
     let now = herald.clock.now();
     let known: Vec<String> = herald
@@ -79,7 +81,13 @@ pub async fn run(config: Config, cmd: SubscribersCommand) -> Result<Outcome> {
             } else {
                 SubscriberStatus::Pending
             };
-            let results = herald.store.add_subscribers(&rows, status, now).await?;
+            let drawer = super::progress::Drawer::start(Arc::clone(&herald.progress), quiet);
+            let results = herald
+                .store
+                .add_subscribers(&rows, status, now, &herald.progress)
+                .await;
+            drawer.finish().await;
+            let results = results?;
             let count = |f: fn(&AddOutcome) -> bool| results.iter().filter(|r| f(r)).count();
             writeln!(
                 out,

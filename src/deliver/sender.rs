@@ -187,6 +187,8 @@ pub struct SendJob {
     pub settings: SendSettings,
     /// The size limit `rendered` was made to fit.
     pub render_limit: u64,
+    /// Counts each delivery tried (for the command line's progress).
+    pub progress: Arc<crate::telemetry::Progress>,
 }
 
 /// What every send task shares.
@@ -204,6 +206,11 @@ pub async fn send_issue(
         .store
         .skip_unsubscribed(job.issue.id, job.clock.now())
         .await?;
+    let due = job.store.ledger_counts(job.issue.id).await?;
+    job.progress.start(
+        &format!("sending {} #{}", job.issue.digest, job.issue.id),
+        due.queued + due.deferred,
+    );
     let settings = job.settings;
     let shared = Arc::new(Shared {
         job,
@@ -266,6 +273,7 @@ pub async fn send_issue(
                 let outcome = std::panic::AssertUnwindSafe(deliver_one(&shared, &delivery))
                     .catch_unwind()
                     .await;
+                shared.job.progress.add(1);
                 if outcome.is_err() {
                     tracing::error!(
                         issue = shared.job.issue.id.0,

@@ -307,6 +307,7 @@ impl Herald {
                 base_url: self.config.site.base_url.clone(),
                 clock: Arc::clone(&self.clock),
                 render_limit: limit,
+                progress: Arc::clone(&self.progress),
                 settings: SendSettings {
                     // The last round's refusals are final (about the message, never the
                     // address).

@@ -53,6 +53,8 @@ pub struct Herald {
     transport: Transport,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
+    /// How far long work is (drawn by the command line).
+    pub progress: Arc<crate::telemetry::Progress>,
     /// Whether this process has written the feeds yet.
     feeds_written: Arc<std::sync::atomic::AtomicBool>,
     /// The related-posts index, loaded on first use and then kept up to date.
@@ -183,6 +185,7 @@ impl Herald {
             secrets,
             transport,
             metrics: Arc::default(),
+            progress: Arc::default(),
             feeds_written: Arc::default(),
             config: Arc::new(config),
             store,
@@ -283,12 +286,15 @@ impl Herald {
             .into_iter()
             .map(|s| (s.clone(), ids[&s.name]))
             .collect();
+        self.progress.start("polling", jobs.len() as u64);
         let mut sources: Vec<SourcePoll> = futures_util::stream::iter(jobs)
             .map(
                 |(source, id)| -> futures_util::future::BoxFuture<'_, SourcePoll> {
                     Box::pin(async move {
+                        let outcome = self.poll_source(&source, id).await;
+                        self.progress.add(1);
                         SourcePoll {
-                            outcome: self.poll_source(&source, id).await,
+                            outcome,
                             name: source.name,
                         }
                     })
@@ -317,8 +323,14 @@ impl Herald {
             return Ok(EnrichReport::default());
         }
         let enricher = Arc::clone(&self.enricher);
+        let progress = Arc::clone(&self.progress);
+        progress.start("summarizing", posts.len() as u64);
         let (posts, enriched) = tokio::task::spawn_blocking(move || {
-            let enriched = enricher.enrich_posts(&posts);
+            let mut enriched = Vec::with_capacity(posts.len());
+            for chunk in posts.chunks(1_000) {
+                enriched.extend(enricher.enrich_posts(chunk));
+                progress.add(chunk.len() as u64);
+            }
             (posts, enriched)
         })
         .await

@@ -58,17 +58,21 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Adds many subscribers in one transaction (an import).
+    /// Adds many subscribers in one transaction (an import), counting them into
+    /// `progress`.
     pub async fn add_subscribers(
         &self,
         rows: &[ImportRow],
         status: SubscriberStatus,
         now: DateTime<Utc>,
+        progress: &crate::telemetry::Progress,
     ) -> Result<Vec<AddOutcome>> {
         let mut tx = self.begin_write("begin import").await?;
         let mut out = Vec::with_capacity(rows.len());
+        progress.start("importing", rows.len() as u64);
         for chunk in rows.chunks(IMPORT_BATCH) {
             out.extend(import_chunk(&mut tx, chunk, status, now).await?);
+            progress.add(chunk.len() as u64);
         }
         tx.commit().await.doing("commit import")?;
         Ok(out)

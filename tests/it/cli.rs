@@ -274,3 +274,42 @@ async fn run_does_one_full_pass_on_the_default_config() {
         "{stdout}"
     );
 }
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), as a person at a terminal
+/// would; returns everything the terminal showed.
+async fn on_a_terminal(env: &TestEnv, args: &str) -> String {
+    let command = format!(
+        "{} --config {} {args}",
+        env!("CARGO_BIN_EXE_herald"),
+        env.config_path().display()
+    );
+    let output = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("HERALD_LOG", "warn")
+        .output()
+        .await
+        .expect("util-linux script runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn long_commands_show_progress_on_a_terminal_and_quiet_silences_it() {
+    let env = TestEnv::new("[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n");
+    let rows: String = (0..30_000)
+        .map(|i| format!("r{i}@example.org,Reader {i},\n"))
+        .collect();
+    std::fs::write(env.dir.path().join("list.csv"), rows).unwrap();
+    let shown = on_a_terminal(&env, "subscribers import list.csv").await;
+    assert!(
+        shown.contains("importing [########################] 30000/30000"),
+        "{shown}"
+    );
+    assert!(shown.contains('\r'), "redrawn in place");
+    assert!(shown.contains("30000 added"), "{shown}");
+    std::fs::write(env.dir.path().join("more.csv"), "x@example.org,,\n").unwrap();
+    let quiet = on_a_terminal(&env, "--quiet subscribers import more.csv").await;
+    assert!(!quiet.contains("importing ["), "{quiet}");
+    assert!(quiet.contains("1 added"), "{quiet}");
+}
