@@ -58,6 +58,12 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         digest: Option<String>,
     },
+    /// One screen: sources, digests, subscribers and the store
+    Status {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: poll and send on schedule, serve feeds and subscription pages
     Serve {
         /// Address to listen on [default: http.listen]

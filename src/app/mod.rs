@@ -6,6 +6,7 @@
 mod digest;
 mod progress;
 mod serve;
+mod status;
 mod subscribers;
 
 use std::io::Write;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Run { digest } => serve::run(config, digest, cli.quiet).await,
         Command::Serve { listen } => serve::serve(config, listen).await,
         Command::Posts(cmd) => posts(config, cmd).await,
+        Command::Status { json } => status::run(config, json).await,
     }
 }
 

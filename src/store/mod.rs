@@ -138,6 +138,19 @@ impl Store {
         self.pool.begin_with("BEGIN IMMEDIATE").await.doing(what)
     }
 
+    /// Bytes the database takes (pages in use; the WAL comes on top until checkpointed).
+    pub async fn size_bytes(&self) -> Result<u64> {
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&self.pool)
+            .await
+            .doing("read the page count")?;
+        let size: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&self.pool)
+            .await
+            .doing("read the page size")?;
+        Ok(u64::try_from(pages.saturating_mul(size)).unwrap_or(0))
+    }
+
     /// Closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;

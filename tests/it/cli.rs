@@ -313,3 +313,53 @@ async fn long_commands_show_progress_on_a_terminal_and_quiet_silences_it() {
     assert!(!quiet.contains("importing ["), "{quiet}");
     assert!(quiet.contains("1 added"), "{quiet}");
 }
+
+#[tokio::test]
+async fn status_shows_sources_digests_subscribers_and_the_store_on_one_screen() {
+    let feed = FeedServer::start(fixture("rss20-media.xml")).await;
+    let env = TestEnv::new(&format!(
+        "{}{}[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\ntimezone = \"Europe/Berlin\"\n",
+        source("blog", &feed.url("/feed.xml")),
+        source("gone", &feed.url("/status/404")),
+    ));
+    let (code, _, _) = env.run(&["poll"]).await;
+    assert_eq!(code, 2);
+    env.run(&["subscribers", "add", "a@example.org", "--confirmed"])
+        .await;
+    env.run(&["subscribers", "add", "b@example.org"]).await;
+    let (code, text, stderr) = env.run(&["status"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        text.contains("blog") && text.contains("ok; last poll"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gone") && text.contains("FAILING (1 in a row)") && text.contains("404"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"0 8 * * Mon\" in Europe/Berlin; next 20"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 confirmed recipient") && text.contains("no issue yet"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subscribers: 1 confirmed, 1 pending"),
+        "{text}"
+    );
+    assert!(text.contains("Store:") && text.contains("MB"), "{text}");
+    let (_, json, _) = env.run(&["status", "--json"]).await;
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["sources"].as_array().unwrap().len(), 2);
+    assert_eq!(value["sources"][1]["consecutive_failures"], 1);
+    assert!(
+        value["digests"][0]["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("+01:00"),
+        "08:00 Berlin in winter"
+    );
+    assert!(value["store_bytes"].as_u64().unwrap() > 0);
+}
