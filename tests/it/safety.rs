@@ -2,21 +2,18 @@
 //! stall or rewrite the list. Each test reproduces one way it could, through the real
 //! server, a real SMTP server on loopback and the real binary.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald::clock::{Clock, FixedClock};
+use herald::clock::Clock;
 use herald::config::Secrets;
 use herald::domain::{IssueStatus, SubscriberEmail, SubscriberStatus};
-use herald::http::AppState;
 use herald::pipeline::{DigestWhen, EnrichScope, Herald};
 use mail_parser::MessageParser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::smtp_sink::SmtpSink;
-use crate::support::{FeedServer, TestEnv, clock, fixture, source};
+use crate::support::{Site, TestEnv, fixture, raw_db, source};
 
 const SECRET: &str = "pH4wQ8zL1nV6tR3yB9xK2mJ7sD5cF0gA";
 
@@ -41,60 +38,33 @@ fn config(feed_url: &str, smtp_url: &str, extra: &str) -> String {
     )
 }
 
-/// Everything running: feeds, SMTP, herald in process and its HTTP server on port 0.
-struct Site {
-    feed: FeedServer,
-    sink: SmtpSink,
-    clock: FixedClock,
-    herald: Herald,
-    state: AppState,
-    base: String,
-    addr: SocketAddr,
-    client: reqwest::Client,
-    env: TestEnv,
+/// The shared running site, with what these tests add to it.
+trait SiteExt {
+    async fn add(&self, email: &str, name: Option<&str>, digests: &[&str]) -> SubscriberEmail;
+    async fn sign_up(&self, form: &str) -> reqwest::Response;
+    async fn signed_up(&self, email: &str) -> (SubscriberEmail, String);
+    async fn set_status(&self, email: &SubscriberEmail, status: SubscriberStatus);
+    async fn status(&self, email: &SubscriberEmail) -> SubscriberStatus;
+    async fn answer(&self, link: &str, post: bool) -> (u16, String);
+    async fn refuses(&self, link: &str, status: u16, says: &str);
+    async fn confirm_links(&self, to: &str, at_least: usize) -> Vec<String>;
+    async fn set_raw(&self, email: &str, column: &str, value: &str);
+    async fn new_post(&self, n: usize);
+    async fn send_weekly(&self) -> herald::pipeline::DigestRun;
+    async fn all_confirmed(&self, emails: &[&str]);
 }
 
-impl Site {
-    async fn start(extra: &str) -> Self {
-        Self::start_with(extra, None).await
-    }
+async fn start_site(extra: &str, metrics_token: Option<&str>) -> Site {
+    let extra = extra.to_owned();
+    Site::start(
+        move |feed, smtp| config(feed, smtp, &extra),
+        secrets(),
+        metrics_token,
+    )
+    .await
+}
 
-    async fn start_with(extra: &str, metrics_token: Option<&str>) -> Self {
-        let feed = FeedServer::start(fixture("rss20-media.xml")).await;
-        let sink = SmtpSink::start().await;
-        let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url(), extra));
-        let clock = clock();
-        let herald = Herald::open_with(env.config(), Arc::new(clock.clone()), secrets())
-            .await
-            .unwrap();
-        herald.poll_sources(None).await.unwrap();
-        herald.enrich(EnrichScope::Stale).await.unwrap();
-        herald.write_feeds(None).await.unwrap();
-        let state =
-            AppState::with_metrics_token(herald.clone(), metrics_token.map(str::to_owned)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(herald::http::serve(
-            listener,
-            state.clone(),
-            std::future::pending(),
-        ));
-        Self {
-            feed,
-            sink,
-            clock,
-            herald,
-            state,
-            base: format!("http://{addr}/"),
-            addr,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            env,
-        }
-    }
-
+impl SiteExt for Site {
     async fn add(&self, email: &str, name: Option<&str>, digests: &[&str]) -> SubscriberEmail {
         let email = SubscriberEmail::parse(email).unwrap();
         let digests: Vec<String> = digests.iter().map(|d| (*d).to_owned()).collect();
@@ -112,27 +82,52 @@ impl Site {
         email
     }
 
-    async fn subscriber(&self, email: &SubscriberEmail) -> herald::domain::Subscriber {
+    async fn sign_up(&self, form: &str) -> reqwest::Response {
+        self.post_form(&format!("{}subscribe", self.base), form)
+            .await
+    }
+
+    /// Signs `email` up through the form; the address and the link mailed to it.
+    async fn signed_up(&self, email: &str) -> (SubscriberEmail, String) {
+        self.sign_up(&format!("email={}", email.replace('@', "%40")))
+            .await;
+        let link = self.confirm_links(email, 1).await.remove(0);
+        (SubscriberEmail::parse(email).unwrap(), link)
+    }
+
+    async fn status(&self, email: &SubscriberEmail) -> SubscriberStatus {
+        self.subscriber(email).await.status
+    }
+
+    /// A link followed (GET) or its button pressed (POST): status and page.
+    async fn answer(&self, link: &str, post: bool) -> (u16, String) {
+        let response = if post {
+            self.post(link).await
+        } else {
+            self.get(link).await
+        };
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Both the link (GET) and its button (POST) answer `status`, saying `says`.
+    async fn refuses(&self, link: &str, status: u16, says: &str) {
+        for post in [true, false] {
+            let (got, page) = self.answer(link, post).await;
+            assert!(
+                got == status && page.contains(says),
+                "post={post} {got}: {page}"
+            );
+        }
+    }
+
+    /// Sets a subscriber's status as the store would (an unsubscribe, a bounce).
+    async fn set_status(&self, email: &SubscriberEmail, status: SubscriberStatus) {
+        let id = self.subscriber(email).await.id;
         self.herald
             .store
-            .subscriber_by_email(email)
+            .set_subscriber_status(id, status, self.clock.now())
             .await
-            .unwrap()
-            .unwrap()
-    }
-
-    async fn sign_up(&self, form: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}subscribe", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form.to_owned())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    fn local(&self, url: &str) -> String {
-        url.replace("http://localhost:8080/", &self.base)
+            .unwrap();
     }
 
     /// The confirm links mailed to `to` so far, oldest first.
@@ -162,10 +157,7 @@ impl Site {
     /// Sets a column of a subscriber straight in the database, as an older herald or a
     /// hand edit could have left it.
     async fn set_raw(&self, email: &str, column: &str, value: &str) {
-        let path = self.env.dir.path().join("data/herald.db");
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
+        let pool = raw_db(&self.env).await;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE subscribers SET {column} = ?1 WHERE email = ?2"
         )))
@@ -175,6 +167,22 @@ impl Site {
         .await
         .unwrap();
         pool.close().await;
+    }
+
+    /// The weekly digest sent now, whatever the schedule says.
+    async fn send_weekly(&self) -> herald::pipeline::DigestRun {
+        self.herald
+            .send_digest("weekly", DigestWhen::Now, no_stop())
+            .await
+            .unwrap()
+    }
+
+    /// Every one of `emails` is still a confirmed subscriber.
+    async fn all_confirmed(&self, emails: &[&str]) {
+        for e in emails {
+            let status = self.status(&SubscriberEmail::parse(e).unwrap()).await;
+            assert_eq!(status, SubscriberStatus::Confirmed, "{e}");
+        }
     }
 
     /// A new post in the feed, seen by the next poll a day later.
@@ -197,7 +205,7 @@ impl Site {
 #[tokio::test]
 async fn size_and_line_length_refusals_bounce_nobody_over_three_issues() {
     for refusal in ["size", "line"] {
-        let site = Site::start("").await;
+        let site = start_site("", None).await;
         let emails = ["a@example.org", "b@example.org", "c@example.org"];
         for e in emails {
             site.add(e, None, &["weekly"]).await;
@@ -212,11 +220,7 @@ async fn size_and_line_length_refusals_bounce_nobody_over_three_issues() {
         }
         for round in 0..3 {
             site.new_post(round).await;
-            let run = site
-                .herald
-                .send_digest("weekly", DigestWhen::Now, no_stop())
-                .await
-                .unwrap();
+            let run = site.send_weekly().await;
             assert_eq!(run.counts.failed, 3, "{refusal} round {round}");
             let report = run.report.unwrap();
             assert_eq!(report.bounced, 0);
@@ -228,16 +232,13 @@ async fn size_and_line_length_refusals_bounce_nobody_over_three_issues() {
                 "{reason}"
             );
         }
-        for e in emails {
-            let s = site.subscriber(&SubscriberEmail::parse(e).unwrap()).await;
-            assert_eq!(s.status, SubscriberStatus::Confirmed, "{refusal}: {e}");
-        }
+        site.all_confirmed(&emails).await;
     }
 }
 
 #[tokio::test]
 async fn a_relay_that_refuses_everyone_bounces_nobody_even_when_it_blames_addresses() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let emails: Vec<String> = (0..25).map(|i| format!("r{i:02}@example.org")).collect();
     for e in &emails {
         site.add(e, None, &["weekly"]).await;
@@ -250,28 +251,18 @@ async fn a_relay_that_refuses_everyone_bounces_nobody_even_when_it_blames_addres
         .extend(emails.iter().cloned());
     for round in 0..4 {
         site.new_post(round).await;
-        let run = site
-            .herald
-            .send_digest("weekly", DigestWhen::Now, no_stop())
-            .await
-            .unwrap();
+        let run = site.send_weekly().await;
         let report = run.report.unwrap();
         assert!(report.relay_refusing, "round {round}");
         assert_eq!(report.bounced, 0, "round {round}");
     }
-    for e in &emails {
-        let s = site.subscriber(&SubscriberEmail::parse(e).unwrap()).await;
-        assert_eq!(s.status, SubscriberStatus::Confirmed, "{e}");
-    }
+    site.all_confirmed(&emails.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     // The relay recovers, but one address really is gone: the issue that was refused
     // wholesale is finished, and the dead address counts (it blames the address).
     site.sink.behaviour.lock().unwrap().reject_rcpt = vec!["r00@example.org".into()];
     site.clock.advance(chrono::Duration::days(1));
-    let run = site
-        .herald
-        .send_digest("weekly", DigestWhen::Now, no_stop())
-        .await
-        .unwrap();
+    let run = site.send_weekly().await;
     let report = run.report.unwrap();
     assert!(!report.relay_refusing, "{report:?}");
     let dead = site
@@ -288,7 +279,7 @@ async fn a_relay_that_refuses_everyone_bounces_nobody_even_when_it_blames_addres
 #[tokio::test]
 async fn a_relay_with_a_hidden_size_limit_gets_a_smaller_digest_not_a_loop() {
     for advertised in [0, 52_428_800] {
-        let site = Site::start("").await;
+        let site = start_site("", None).await;
         let emails: Vec<String> = (0..25).map(|i| format!("s{i:02}@example.org")).collect();
         for e in &emails {
             site.add(e, None, &["weekly"]).await;
@@ -307,11 +298,7 @@ async fn a_relay_with_a_hidden_size_limit_gets_a_smaller_digest_not_a_loop() {
             b.size_limit = Some(advertised);
             b.refuse_over = Some(16_000);
         }
-        let run = site
-            .herald
-            .send_digest("weekly", DigestWhen::Now, no_stop())
-            .await
-            .unwrap();
+        let run = site.send_weekly().await;
         assert_eq!(run.counts.sent, 25, "SIZE {advertised}: {:?}", run.report);
         assert_eq!(run.status, IssueStatus::Sent);
         assert!(run.size_note.is_some());
@@ -323,13 +310,10 @@ async fn a_relay_with_a_hidden_size_limit_gets_a_smaller_digest_not_a_loop() {
 
 #[tokio::test]
 async fn subscribers_bounced_by_the_relays_refusals_before_the_fix_are_restored() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     site.add("wrong@example.org", None, &["weekly"]).await;
     site.add("dead@example.org", None, &["weekly"]).await;
-    let path = site.env.dir.path().join("data/herald.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let pool = raw_db(&site.env).await;
     // What an older herald left: both bounced, one by "line too long", one by 5.1.1.
     for (i, (email, reply)) in [
         ("wrong@example.org", "500 Line too long"),
@@ -372,20 +356,14 @@ async fn subscribers_bounced_by_the_relays_refusals_before_the_fix_are_restored(
         .unwrap();
     let wrong = SubscriberEmail::parse("wrong@example.org").unwrap();
     let dead = SubscriberEmail::parse("dead@example.org").unwrap();
-    assert_eq!(
-        site.subscriber(&wrong).await.status,
-        SubscriberStatus::Confirmed
-    );
-    assert_eq!(
-        site.subscriber(&dead).await.status,
-        SubscriberStatus::Bounced
-    );
+    assert_eq!(site.status(&wrong).await, SubscriberStatus::Confirmed);
+    assert_eq!(site.status(&dead).await, SubscriberStatus::Bounced);
 }
 
 #[tokio::test]
 async fn a_digest_over_the_relays_size_is_cut_to_fit_with_a_note() {
     const LIMIT: usize = 45_000;
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     site.add("reader@example.org", Some("Reader"), &["weekly"])
         .await;
     // Twenty posts with real paragraphs; the relay takes at most 45 kB.
@@ -411,11 +389,7 @@ async fn a_digest_over_the_relays_size_is_cut_to_fit_with_a_note() {
     site.herald.enrich(EnrichScope::Stale).await.unwrap();
     site.sink.behaviour.lock().unwrap().size_limit = Some(LIMIT);
 
-    let run = site
-        .herald
-        .send_digest("weekly", DigestWhen::Now, no_stop())
-        .await
-        .unwrap();
+    let run = site.send_weekly().await;
     assert_eq!(run.counts.sent, 1, "{:?}", run.report);
     assert_eq!(run.status, IssueStatus::Sent);
     let note = run.size_note.expect("a note says posts were left out");
@@ -439,7 +413,7 @@ async fn a_digest_over_the_relays_size_is_cut_to_fit_with_a_note() {
 
 #[tokio::test]
 async fn a_stranger_cannot_rename_or_resubscribe_a_confirmed_reader() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let ana = site.add("ana@example.org", Some("Ana"), &["weekly"]).await;
     let r = site
         .sign_up("email=ana%40example.org&name=Mallory&digest=daily")
@@ -456,10 +430,10 @@ async fn a_stranger_cannot_rename_or_resubscribe_a_confirmed_reader() {
     assert_eq!(stored.status, SubscriberStatus::Confirmed);
 
     // Only the mailbox, following its link, applies exactly what was asked.
-    let page = site.client.get(&links[0]).send().await.unwrap();
+    let page = site.get(&links[0]).await;
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
     assert_eq!(site.subscriber(&ana).await.name.as_deref(), Some("Ana"));
-    let done = site.client.post(&links[0]).send().await.unwrap();
+    let done = site.post(&links[0]).await;
     assert_eq!(done.status(), 200);
     let stored = site.subscriber(&ana).await;
     assert_eq!(stored.name.as_deref(), Some("Mallory"));
@@ -469,7 +443,7 @@ async fn a_stranger_cannot_rename_or_resubscribe_a_confirmed_reader() {
 #[tokio::test]
 async fn a_strangers_sign_up_leaves_nothing_the_owner_inherits_and_old_links_die_with_an_unsubscribe()
  {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     // A stranger signs up someone else's new address, with a name and a digest.
     site.sign_up("email=owner%40example.org&name=Mallory&digest=daily")
         .await;
@@ -482,15 +456,7 @@ async fn a_strangers_sign_up_leaves_nothing_the_owner_inherits_and_old_links_die
     );
     // The stranger's link says what it would do.
     let links = site.confirm_links("owner@example.org", 1).await;
-    let page = site
-        .client
-        .get(&links[0])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = site.get_text(&links[0]).await;
     assert!(
         page.contains("the daily digest, under the name &quot;Mallory&quot;"),
         "{page}"
@@ -499,10 +465,7 @@ async fn a_strangers_sign_up_leaves_nothing_the_owner_inherits_and_old_links_die
     site.sign_up("email=owner%40example.org&digest=weekly")
         .await;
     let links = site.confirm_links("owner@example.org", 2).await;
-    assert_eq!(
-        site.client.post(&links[1]).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(site.post(&links[1]).await.status(), 200);
     let stored = site.subscriber(&owner).await;
     assert_eq!(stored.name, None);
     assert_eq!(stored.digests, vec!["weekly"]);
@@ -511,13 +474,10 @@ async fn a_strangers_sign_up_leaves_nothing_the_owner_inherits_and_old_links_die
         .store
         .set_subscriber_status(stored.id, SubscriberStatus::Unsubscribed, site.clock.now())
         .await
-        .unwrap();
-    let r = site.client.post(&links[0]).send().await.unwrap();
+        .expect("the store answers");
+    let r = site.post(&links[0]).await;
     assert_eq!(r.status(), 410);
-    assert_eq!(
-        site.subscriber(&owner).await.status,
-        SubscriberStatus::Unsubscribed
-    );
+    assert_eq!(site.status(&owner).await, SubscriberStatus::Unsubscribed);
 }
 
 // ---- High 3: weak secrets are refused ----
@@ -546,7 +506,7 @@ async fn a_weak_secret_is_refused_with_how_to_make_one() {
 
 #[tokio::test]
 async fn links_signed_with_the_previous_secret_still_unsubscribe() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let ana = site.add("ana@example.org", None, &["weekly"]).await;
     let stored = site.subscriber(&ana).await;
     let old = herald::domain::token::SigningKey::new(b"an older secret of thirty-two chars!!");
@@ -579,79 +539,37 @@ async fn links_signed_with_the_previous_secret_still_unsubscribe() {
     .unwrap();
     let outcome = rotated.unsubscribe(&token).await.unwrap();
     assert!(outcome.is_some());
-    assert_eq!(
-        site.subscriber(&ana).await.status,
-        SubscriberStatus::Unsubscribed
-    );
+    assert_eq!(site.status(&ana).await, SubscriberStatus::Unsubscribed);
 }
 
 // ---- Medium 4: confirm links expire, are single-use, and never revive a bounce ----
 
 #[tokio::test]
 async fn confirm_links_expire_are_used_once_and_do_not_revive_a_bounced_address() {
-    let site = Site::start("[http]\nconfirm_ttl = \"7d\"\n").await;
-    // Expired.
-    site.sign_up("email=late%40example.org").await;
-    let late = SubscriberEmail::parse("late@example.org").unwrap();
-    let link = site.confirm_links("late@example.org", 1).await.remove(0);
+    let site = start_site("[http]\nconfirm_ttl = \"7d\"\n", None).await;
+    // Expired: the page and its button both say so, and nothing changes.
+    let (late, link) = site.signed_up("late@example.org").await;
     site.clock.advance(chrono::Duration::days(8));
-    let page = site.client.get(&link).send().await.unwrap();
-    assert_eq!(page.status(), 410);
-    assert!(page.text().await.unwrap().contains("expired"));
-    let post = site.client.post(&link).send().await.unwrap();
-    assert_eq!(post.status(), 410);
-    assert_eq!(
-        site.subscriber(&late).await.status,
-        SubscriberStatus::Pending
-    );
+    site.refuses(&link, 410, "expired").await;
+    assert_eq!(site.status(&late).await, SubscriberStatus::Pending);
 
     // Used once; after an unsubscribe, the old link does not re-subscribe.
-    site.sign_up("email=once%40example.org").await;
-    let once = SubscriberEmail::parse("once@example.org").unwrap();
-    let link = site.confirm_links("once@example.org", 1).await.remove(0);
-    assert_eq!(site.client.post(&link).send().await.unwrap().status(), 200);
-    assert_eq!(
-        site.subscriber(&once).await.status,
-        SubscriberStatus::Confirmed
-    );
-    site.herald
-        .store
-        .set_subscriber_status(
-            site.subscriber(&once).await.id,
-            SubscriberStatus::Unsubscribed,
-            site.clock.now(),
-        )
-        .await
-        .unwrap();
+    let (once, link) = site.signed_up("once@example.org").await;
+    assert_eq!(site.answer(&link, true).await.0, 200);
+    assert_eq!(site.status(&once).await, SubscriberStatus::Confirmed);
+    site.set_status(&once, SubscriberStatus::Unsubscribed).await;
     for _ in 0..2 {
-        let again = site.client.post(&link).send().await.unwrap();
-        assert_eq!(again.status(), 410);
-        assert!(again.text().await.unwrap().contains("used before"));
-        let get = site.client.get(&link).send().await.unwrap();
-        assert_eq!(get.status(), 410);
+        site.refuses(&link, 410, "used before").await;
     }
-    assert_eq!(
-        site.subscriber(&once).await.status,
-        SubscriberStatus::Unsubscribed
-    );
+    assert_eq!(site.status(&once).await, SubscriberStatus::Unsubscribed);
 
     // Bounced: a link made before the bounce does nothing, and a new sign-up sends none.
-    site.sign_up("email=gone%40example.org").await;
-    let gone = SubscriberEmail::parse("gone@example.org").unwrap();
-    let link = site.confirm_links("gone@example.org", 1).await.remove(0);
-    let id = site.subscriber(&gone).await.id;
-    site.herald
-        .store
-        .set_subscriber_status(id, SubscriberStatus::Bounced, site.clock.now())
-        .await
-        .unwrap();
-    let r = site.client.post(&link).send().await.unwrap();
+    let (gone, link) = site.signed_up("gone@example.org").await;
+    site.set_status(&gone, SubscriberStatus::Bounced).await;
+    let r = site.post(&link).await;
     assert_eq!(r.status(), 409);
     assert!(r.text().await.unwrap().contains("could not be delivered"));
-    assert_eq!(
-        site.subscriber(&gone).await.status,
-        SubscriberStatus::Bounced
-    );
+    assert_eq!(site.status(&gone).await, SubscriberStatus::Bounced);
     let before = site.sink.received().len();
     site.sign_up("email=gone%40example.org").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -664,7 +582,7 @@ async fn confirm_links_expire_are_used_once_and_do_not_revive_a_bounced_address(
 
 #[tokio::test]
 async fn a_confirm_link_mailed_before_nonces_confirms_only_a_reader_of_that_time() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let email = SubscriberEmail::parse("old@example.org").unwrap();
     let id = site
         .herald
@@ -688,7 +606,7 @@ async fn a_confirm_link_mailed_before_nonces_confirms_only_a_reader_of_that_time
     let url = format!("{}confirm/{v1}", site.base);
     // This subscriber came after nonces: no v1 link was ever mailed to them, so none
     // works (with a known secret, v1 links could be forged for every id).
-    assert_eq!(site.client.get(&url).send().await.unwrap().status(), 400);
+    assert_eq!(site.get(&url).await.status(), 400);
     let unsubscribe = key.sign_v1(
         herald::domain::token::TokenPurpose::Unsubscribe,
         id,
@@ -702,49 +620,39 @@ async fn a_confirm_link_mailed_before_nonces_confirms_only_a_reader_of_that_time
             .is_none()
     );
     // As if the store had been migrated with this subscriber already in it.
-    let path = site.env.dir.path().join("data/herald.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let pool = raw_db(&site.env).await;
     sqlx::query("UPDATE settings SET value = ?1 WHERE key = 'v1_tokens_up_to_id'")
         .bind(id.0.to_string())
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
-    assert_eq!(site.client.get(&url).send().await.unwrap().status(), 200);
-    assert_eq!(site.client.post(&url).send().await.unwrap().status(), 200);
-    assert_eq!(
-        site.subscriber(&email).await.status,
-        SubscriberStatus::Confirmed
-    );
+    assert_eq!(site.get(&url).await.status(), 200);
+    assert_eq!(site.post(&url).await.status(), 200);
+    assert_eq!(site.status(&email).await, SubscriberStatus::Confirmed);
 }
 
 // ---- Medium 5: CR LF in a name never stalls a send ----
 
+/// An install with one digest and no source.
+fn weekly_env() -> TestEnv {
+    TestEnv::new("[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n")
+}
+
+/// `herald subscribers add EMAIL --name NAME [more]`.
+async fn add_named(env: &TestEnv, email: &str, name: &str, more: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["subscribers", "add", email, "--name", name];
+    args.extend_from_slice(more);
+    env.run(&args).await
+}
+
 #[tokio::test]
 async fn control_characters_in_names_are_refused_at_the_cli_and_in_csv() {
-    let env = TestEnv::new("[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n");
-    let (code, _, stderr) = env
-        .run(&[
-            "subscribers",
-            "add",
-            "a@example.org",
-            "--name",
-            "Bob\r\nBcc: x@evil.org",
-        ])
-        .await;
+    let env = weekly_env();
+    let (code, _, stderr) = add_named(&env, "a@example.org", "Bob\r\nBcc: x@evil.org", &[]).await;
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("control characters"), "{stderr}");
-    let (code, _, stderr) = env
-        .run(&[
-            "subscribers",
-            "add",
-            "a@example.org",
-            "--name",
-            &"n".repeat(101),
-        ])
-        .await;
+    let (code, _, stderr) = add_named(&env, "a@example.org", &"n".repeat(101), &[]).await;
     assert_eq!(code, 1);
     assert!(stderr.contains("at most 100"), "{stderr}");
     std::fs::write(
@@ -766,7 +674,7 @@ async fn control_characters_in_names_are_refused_at_the_cli_and_in_csv() {
 
 #[tokio::test]
 async fn a_stored_bad_name_or_address_fails_only_its_own_delivery() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     site.add("ok1@example.org", Some("Ok One"), &["weekly"])
         .await;
     site.add("crlf@example.org", Some("placeholder"), &["weekly"])
@@ -819,7 +727,7 @@ async fn a_stored_bad_name_or_address_fails_only_its_own_delivery() {
 
 #[tokio::test]
 async fn the_longest_subject_and_name_fold_into_short_header_lines() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     // A subject template that lists every title, a feed of long titles, the longest name.
     let mut config = std::fs::read_to_string(site.env.config_path()).unwrap();
     config = config.replacen(
@@ -880,7 +788,7 @@ async fn the_longest_subject_and_name_fold_into_short_header_lines() {
 
 #[tokio::test]
 async fn slow_header_connections_are_closed_and_the_connection_cap_holds() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let router = herald::http::router(site.state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -937,7 +845,7 @@ async fn slow_header_connections_are_closed_and_the_connection_cap_holds() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_and_one_address_cannot_hold_them_all() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limits = herald::http::server::Limits {
@@ -986,13 +894,9 @@ async fn an_idle_connection_is_closed_and_one_address_cannot_hold_them_all() {
 
 #[tokio::test]
 async fn archive_pages_come_from_a_cache_with_an_etag_until_posts_change() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     site.add("a@example.org", None, &["weekly"]).await;
-    let run = site
-        .herald
-        .send_digest("weekly", DigestWhen::Now, no_stop())
-        .await
-        .unwrap();
+    let run = site.send_weekly().await;
     let url = format!("{}archive/{}", site.base, run.issue.id);
     let pages = futures_util::future::join_all((0..20).map(|_| site.client.get(&url).send())).await;
     let mut etags = std::collections::HashSet::new();
@@ -1014,27 +918,16 @@ async fn archive_pages_come_from_a_cache_with_an_etag_until_posts_change() {
     assert_eq!(again.status(), 304);
 
     // The page is the cached one until the content changes.
-    let path = site.env.dir.path().join("data/herald.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let pool = raw_db(&site.env).await;
     sqlx::query("UPDATE posts SET title = 'Harbour at dusk' WHERE title = 'Harbour at dawn'")
         .execute(&pool)
         .await
         .unwrap();
     pool.close().await;
-    let cached = site
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let cached = site.get_text(&url).await;
     assert!(cached.contains("Harbour at dawn"), "served from the cache");
     site.state.content_changed();
-    let fresh = site.client.get(&url).send().await.unwrap();
+    let fresh = site.get(&url).await;
     assert_ne!(fresh.headers()["etag"].to_str().unwrap(), etag);
     assert!(fresh.text().await.unwrap().contains("Harbour at dusk"));
 }
@@ -1057,7 +950,7 @@ async fn forwarded_addresses_are_honoured_only_from_trusted_proxies() {
                 .unwrap()
         }
     };
-    let behind = Site::start("[http]\ntrusted_proxies = [\"127.0.0.1/32\"]\n").await;
+    let behind = start_site("[http]\ntrusted_proxies = [\"127.0.0.1/32\"]\n", None).await;
     for n in 0..5 {
         assert_eq!(sign_up(&behind, "198.51.100.1", n).await.status(), 200);
     }
@@ -1082,7 +975,7 @@ async fn forwarded_addresses_are_honoured_only_from_trusted_proxies() {
         429
     );
 
-    let direct = Site::start("").await;
+    let direct = start_site("", None).await;
     for n in 0..5 {
         assert_eq!(
             sign_up(
@@ -1106,17 +999,14 @@ async fn forwarded_addresses_are_honoured_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn the_export_round_trips_and_the_spreadsheet_export_defuses_formulas() {
-    let env = TestEnv::new("[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n");
-    let (code, _, stderr) = env
-        .run(&[
-            "subscribers",
-            "add",
-            "x@example.org",
-            "--name",
-            "=HYPERLINK(\"https://evil\",\"Click, me\")",
-            "--confirmed",
-        ])
-        .await;
+    let env = weekly_env();
+    let (code, _, stderr) = add_named(
+        &env,
+        "x@example.org",
+        "=HYPERLINK(\"https://evil\",\"Click, me\")",
+        &["--confirmed"],
+    )
+    .await;
     assert_eq!(code, 0, "{stderr}");
     let (_, plain, _) = env.run(&["subscribers", "export"]).await;
     assert!(
@@ -1126,7 +1016,7 @@ async fn the_export_round_trips_and_the_spreadsheet_export_defuses_formulas() {
     let (_, safe, _) = env.run(&["subscribers", "export", "--spreadsheet"]).await;
     assert!(safe.contains("\"'=HYPERLINK("), "{safe}");
     // The plain export imports back into an empty install as it was.
-    let other = TestEnv::new("[[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n");
+    let other = weekly_env();
     std::fs::write(other.dir.path().join("export.csv"), &plain).unwrap();
     let (code, out, err) = other
         .run(&["subscribers", "import", "export.csv", "--confirmed"])
@@ -1138,7 +1028,7 @@ async fn the_export_round_trips_and_the_spreadsheet_export_defuses_formulas() {
 
 #[tokio::test]
 async fn a_confirmation_survives_a_relay_that_is_down_and_a_restart() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     site.sink.behaviour.lock().unwrap().refuse_connections = Some("421 4.3.2 down".into());
     let outcome = site
         .herald
@@ -1165,17 +1055,14 @@ async fn a_confirmation_survives_a_relay_that_is_down_and_a_restart() {
     assert_eq!(restarted.send_outbox().await.unwrap().sent, 0);
     let links = site.confirm_links("new@example.org", 1).await;
     assert_eq!(links.len(), 1);
-    assert_eq!(
-        site.client.post(&links[0]).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(site.post(&links[0]).await.status(), 200);
 }
 
 #[tokio::test]
 async fn metrics_need_the_token_or_loopback_and_pages_carry_security_headers() {
-    let site = Site::start_with("", Some("metrics-token-0123456789")).await;
+    let site = start_site("", Some("metrics-token-0123456789")).await;
     let url = format!("{}metrics", site.base);
-    assert_eq!(site.client.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(site.get(&url).await.status(), 401);
     let wrong = site
         .client
         .get(&url)
@@ -1194,13 +1081,9 @@ async fn metrics_need_the_token_or_loopback_and_pages_carry_security_headers() {
     assert_eq!(ok.status(), 200);
     assert!(ok.text().await.unwrap().contains("herald_posts"));
 
-    let open = Site::start("").await;
+    let open = start_site("", None).await;
     let url = format!("{}metrics", open.base);
-    assert_eq!(
-        open.client.get(&url).send().await.unwrap().status(),
-        200,
-        "loopback"
-    );
+    assert_eq!(open.get(&url).await.status(), 200, "loopback");
     let proxied = open
         .client
         .get(&url)
@@ -1210,32 +1093,23 @@ async fn metrics_need_the_token_or_loopback_and_pages_carry_security_headers() {
         .unwrap();
     assert_eq!(proxied.status(), 403, "through a proxy it is not loopback");
 
-    let proxied_config = Site::start("[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n").await;
+    let proxied_config = start_site("[http]\ntrusted_proxies = [\"10.0.0.0/8\"]\n", None).await;
     let r = proxied_config
-        .client
         .get(format!("{}metrics", proxied_config.base))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(
         r.status(),
         403,
         "behind a declared proxy, loopback proves nothing"
     );
 
-    let moved = Site::start("[http]\nmetrics_listen = \"127.0.0.1:0\"\n").await;
+    let moved = start_site("[http]\nmetrics_listen = \"127.0.0.1:0\"\n", None).await;
     assert_eq!(
-        moved
-            .client
-            .get(format!("{}metrics", moved.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        moved.get(format!("{}metrics", moved.base)).await.status(),
         404
     );
 
-    let page = open.client.get(&open.base).send().await.unwrap();
+    let page = open.get(&open.base).await;
     let h = page.headers();
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["referrer-policy"], "no-referrer");
@@ -1245,18 +1119,13 @@ async fn metrics_need_the_token_or_loopback_and_pages_carry_security_headers() {
         csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
         "{csp}"
     );
-    let feed = open
-        .client
-        .get(format!("{}feed.xml", open.base))
-        .send()
-        .await
-        .unwrap();
+    let feed = open.get(format!("{}feed.xml", open.base)).await;
     assert_eq!(feed.headers()["x-content-type-options"], "nosniff");
 }
 
 #[tokio::test]
 async fn one_click_unsubscribe_needs_the_rfc_8058_body() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let ana = site.add("ana@example.org", None, &["weekly"]).await;
     let stored = site.subscriber(&ana).await;
     let key = herald::domain::token::SigningKey::new(SECRET.as_bytes());
@@ -1267,12 +1136,9 @@ async fn one_click_unsubscribe_needs_the_rfc_8058_body() {
         ana.as_str(),
     );
     let url = format!("{}unsubscribe/{token}", site.base);
-    let empty = site.client.post(&url).send().await.unwrap();
+    let empty = site.post(&url).await;
     assert_eq!(empty.status(), 400);
-    assert_eq!(
-        site.subscriber(&ana).await.status,
-        SubscriberStatus::Confirmed
-    );
+    assert_eq!(site.status(&ana).await, SubscriberStatus::Confirmed);
     let body = "--b0undary\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--b0undary--\r\n";
     let done = site
         .client
@@ -1283,15 +1149,12 @@ async fn one_click_unsubscribe_needs_the_rfc_8058_body() {
         .await
         .unwrap();
     assert_eq!(done.status(), 200);
-    assert_eq!(
-        site.subscriber(&ana).await.status,
-        SubscriberStatus::Unsubscribed
-    );
+    assert_eq!(site.status(&ana).await, SubscriberStatus::Unsubscribed);
 }
 
 #[tokio::test]
 async fn an_address_literal_is_refused_at_sign_up() {
-    let site = Site::start("").await;
+    let site = start_site("", None).await;
     let r = site.sign_up("email=user%40%5B127.0.0.1%5D").await;
     assert_eq!(r.status(), 400);
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -1,7 +1,6 @@
 //! `herald serve`: the real HTTP server on 127.0.0.1:0, the subscriber lifecycle through
 //! it with a real SMTP server on loopback, and SIGTERM in the middle of a send.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +8,13 @@ use chrono::TimeZone;
 use herald::clock::{Clock, FixedClock};
 use herald::config::Secrets;
 use herald::domain::{SubscriberEmail, SubscriberStatus};
-use herald::http::AppState;
-use herald::pipeline::{DigestWhen, EnrichScope, Herald};
+
+use herald::pipeline::{DigestWhen, Herald};
 use mail_parser::MessageParser;
 use tokio::sync::watch;
 
 use crate::smtp_sink::SmtpSink;
-use crate::support::{FeedServer, TestEnv, clock, fixture, source};
+use crate::support::{FeedServer, Site, TestEnv, fixture, source};
 
 const SECRET: &str = "Zt6pW1qN8xK3vB7yR2mC5hJ9sD4gF0aL";
 
@@ -27,87 +26,17 @@ fn config(feed_url: &str, smtp_url: &str) -> String {
     )
 }
 
-struct Running {
-    feed: FeedServer,
-    sink: SmtpSink,
-    clock: FixedClock,
-    herald: Herald,
-    base: String,
-    client: reqwest::Client,
-    _env: TestEnv,
+/// A subscriber's status as stored.
+async fn status_of(app: &Site, email: &SubscriberEmail) -> SubscriberStatus {
+    app.subscriber(email).await.status
 }
 
-impl Running {
-    /// A subscriber's status as stored.
-    async fn status_of(&self, email: &SubscriberEmail) -> SubscriberStatus {
-        self.herald
-            .store
-            .subscriber_by_email(email)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
-    }
-
-    /// A POST of a form body.
-    async fn post_form(&self, url: &str, body: &str) -> reqwest::Response {
-        self.client
-            .post(url)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// A POST of a JSON body.
-    async fn post_json(&self, url: &str, value: serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(value.to_string())
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// A URL in an email (on the configured site) made to point at the test server.
-    fn local(&self, url: &str) -> String {
-        url.replace("http://localhost:8080/", &self.base)
-    }
-}
-
-async fn start() -> Running {
-    let feed = FeedServer::start(fixture("rss20-media.xml")).await;
-    let sink = SmtpSink::start().await;
-    let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url()));
-    let clock = clock();
+async fn start() -> Site {
     let secrets = Secrets {
         signing_secret: Some(SECRET.into()),
         ..Secrets::default()
     };
-    let herald = Herald::open_with(env.config(), Arc::new(clock.clone()), secrets)
-        .await
-        .unwrap();
-    herald.poll_sources(None).await.unwrap();
-    herald.enrich(EnrichScope::Stale).await.unwrap();
-    herald.write_feeds(None).await.unwrap();
-    let state = AppState::new(herald.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(herald::http::serve(listener, state, std::future::pending()));
-    Running {
-        feed,
-        sink,
-        clock,
-        herald,
-        base: format!("http://{addr}/"),
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _env: env,
-    }
+    Site::start(config, secrets, None).await
 }
 
 async fn wait_for_mail(sink: &SmtpSink, count: usize) -> Vec<crate::smtp_sink::Received> {
@@ -130,7 +59,7 @@ async fn feeds_are_served_with_etags_and_304s() {
         ("feed.json", "application/feed+json; charset=utf-8"),
     ] {
         let url = format!("{}{path}", app.base);
-        let first = app.client.get(&url).send().await.unwrap();
+        let first = app.get(&url).await;
         assert_eq!(first.status(), 200);
         let h = first.headers().clone();
         assert_eq!(h["content-type"], content_type);
@@ -192,7 +121,7 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
         .unwrap()
         .to_owned();
     let email = SubscriberEmail::parse("new@example.org").unwrap();
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Pending);
+    assert_eq!(status_of(&app, &email).await, SubscriberStatus::Pending);
 
     // The same answer, byte for byte, for an address already known (no enumeration).
     let again = app
@@ -209,11 +138,11 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
 
     // Confirm: GET (what a mail scanner does) shows a button and changes nothing; the
     // button's POST confirms.
-    let page = app.client.get(app.local(&confirm)).send().await.unwrap();
+    let page = app.get(app.local(&confirm)).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Pending);
-    let confirmed = app.client.post(app.local(&confirm)).send().await.unwrap();
+    assert_eq!(status_of(&app, &email).await, SubscriberStatus::Pending);
+    let confirmed = app.post(app.local(&confirm)).await;
     assert_eq!(confirmed.status(), 200);
     assert!(
         confirmed
@@ -222,7 +151,7 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
             .unwrap()
             .contains("You are subscribed")
     );
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
+    assert_eq!(status_of(&app, &email).await, SubscriberStatus::Confirmed);
 
     // The next digest reaches the new subscriber.
     let before = app.sink.received().len();
@@ -256,11 +185,8 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
 
     // The archive shows the issue without anyone's personal data.
     let archive = app
-        .client
         .get(format!("{}archive/{}", app.base, run.issue.id))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(archive.status(), 200);
     let archive = archive.text().await.unwrap();
     assert!(archive.contains("Harbour at dawn"));
@@ -271,10 +197,10 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
     );
 
     // GET shows a button and changes nothing; the one-click POST unsubscribes, twice is fine.
-    let page = app.client.get(app.local(&https)).send().await.unwrap();
+    let page = app.get(app.local(&https)).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("<form method=\"post\""));
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
+    assert_eq!(status_of(&app, &email).await, SubscriberStatus::Confirmed);
     for _ in 0..2 {
         let done = app
             .post_form(&app.local(&https), "List-Unsubscribe=One-Click")
@@ -282,7 +208,10 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
         assert_eq!(done.status(), 200);
         assert!(done.text().await.unwrap().contains("Unsubscribed"));
     }
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Unsubscribed);
+    assert_eq!(
+        status_of(&app, &email).await,
+        SubscriberStatus::Unsubscribed
+    );
 
     // The digest after that does not reach them.
     let body = String::from_utf8(fixture("rss20-media.xml"))
@@ -305,15 +234,7 @@ async fn subscribe_confirm_receive_and_unsubscribe_in_one_click() {
     assert_eq!(app.sink.received().len(), before);
 
     // The metrics saw it all.
-    let metrics = app
-        .client
-        .get(format!("{}metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text(format!("{}metrics", app.base)).await;
     assert!(
         metrics.contains("herald_deliveries{status=\"sent\"} 1"),
         "{metrics}"
@@ -386,14 +307,9 @@ async fn bad_and_tampered_tokens_get_a_plain_error_page() {
         for post in [false, true] {
             let url = format!("{}{path}", app.base);
             let r = if post {
-                app.client
-                    .post(&url)
-                    .body("List-Unsubscribe=One-Click")
-                    .send()
-                    .await
-                    .unwrap()
+                app.post_form(&url, "List-Unsubscribe=One-Click").await
             } else {
-                app.client.get(&url).send().await.unwrap()
+                app.get(&url).await
             };
             assert_eq!(r.status(), 400, "{path} post={post}");
             let body = r.text().await.unwrap();
@@ -405,7 +321,7 @@ async fn bad_and_tampered_tokens_get_a_plain_error_page() {
             );
         }
     }
-    assert_eq!(app.status_of(&email).await, SubscriberStatus::Confirmed);
+    assert_eq!(status_of(&app, &email).await, SubscriberStatus::Confirmed);
 }
 
 #[tokio::test]
@@ -429,18 +345,11 @@ async fn oversized_bodies_bad_input_and_floods_are_refused() {
         false
     );
     let ok = app
-        .client
-        .post(format!("{}subscribe", app.base))
-        .header("content-type", "application/json")
-        .body(
-            serde_json::to_string(
-                &serde_json::json!({"email": "json@example.org", "digests": ["weekly"]}),
-            )
-            .unwrap(),
+        .post_json(
+            &format!("{}subscribe", app.base),
+            serde_json::json!({"email": "json@example.org", "digests": ["weekly"]}),
         )
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(ok.status(), 200);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&ok.text().await.unwrap()).unwrap()["ok"],
@@ -451,52 +360,24 @@ async fn oversized_bodies_bad_input_and_floods_are_refused() {
     let mut statuses = Vec::new();
     for i in 0..5 {
         let r = app
-            .client
-            .post(format!("{}subscribe", app.base))
-            .header("content-type", "application/json")
-            .body(
-                serde_json::to_string(
-                    &serde_json::json!({"email": format!("flood{i}@example.org")}),
-                )
-                .unwrap(),
+            .post_json(
+                &format!("{}subscribe", app.base),
+                serde_json::json!({"email": format!("flood{i}@example.org")}),
             )
-            .send()
-            .await
-            .unwrap();
+            .await;
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429, 429]);
 
-    let index = app
-        .client
-        .get(&app.base)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let index = app.get_text(&app.base).await;
     assert!(
         index.contains("<h1>Test Site</h1>")
             && index.contains("action=\"http://localhost:8080/subscribe\"")
     );
     assert!(index.contains("Harbour at dawn"));
+    assert_eq!(app.get(format!("{}healthz", app.base)).await.status(), 200);
     assert_eq!(
-        app.client
-            .get(format!("{}healthz", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        app.client
-            .get(format!("{}archive/999", app.base))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.get(format!("{}archive/999", app.base)).await.status(),
         404
     );
 }

@@ -330,3 +330,162 @@ pub fn clock() -> FixedClock {
 pub fn source(name: &str, url: &str) -> String {
     format!("[[sources]]\nname = \"{name}\"\nurl = \"{url}\"\n\n")
 }
+
+/// A client for herald's real server: redirects not followed, forms and JSON posted,
+/// and the site's own URLs (as mailed) pointed at the test server.
+pub struct Browser {
+    pub client: reqwest::Client,
+    /// `http://127.0.0.1:PORT/`
+    pub base: String,
+}
+
+impl Browser {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client"),
+            base: format!("http://{addr}/"),
+        }
+    }
+
+    /// A GET.
+    pub async fn get(&self, url: impl reqwest::IntoUrl) -> reqwest::Response {
+        self.client
+            .get(url)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// A POST with no body.
+    pub async fn post(&self, url: impl reqwest::IntoUrl) -> reqwest::Response {
+        self.client
+            .post(url)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// A GET's body.
+    pub async fn get_text(&self, url: impl reqwest::IntoUrl) -> String {
+        self.get(url).await.text().await.expect("a text body")
+    }
+
+    /// A POST of a form body.
+    pub async fn post_form(&self, url: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// A POST of a JSON body.
+    pub async fn post_json(&self, url: &str, value: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(value.to_string())
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// A URL in an email (on the configured site) made to point at the test server.
+    pub fn local(&self, url: &str) -> String {
+        url.replace("http://localhost:8080/", &self.base)
+    }
+}
+
+/// A pool on a test's SQLite file, to set rows as an older herald (or a hand edit)
+/// could have left them.
+pub async fn raw_db(env: &TestEnv) -> sqlx::SqlitePool {
+    let path = env.dir.path().join("data/herald.db");
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open the test database")
+}
+
+/// Everything running: a feed server, an SMTP server, herald in process (fixed clock,
+/// given secrets, the feed polled, enriched and written) and its HTTP server on port 0.
+pub struct Site {
+    pub feed: FeedServer,
+    pub sink: crate::smtp_sink::SmtpSink,
+    pub clock: FixedClock,
+    pub herald: Herald,
+    pub state: herald::http::AppState,
+    pub addr: SocketAddr,
+    pub browser: Browser,
+    pub env: TestEnv,
+}
+
+impl std::ops::Deref for Site {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
+}
+
+impl Site {
+    /// `config` makes the config text from the feed's URL and the SMTP server's.
+    pub async fn start(
+        config: impl FnOnce(&str, &str) -> String,
+        secrets: config::Secrets,
+        metrics_token: Option<&str>,
+    ) -> Self {
+        let feed = FeedServer::start(fixture("rss20-media.xml")).await;
+        let sink = crate::smtp_sink::SmtpSink::start().await;
+        let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url()));
+        let clock = clock();
+        let herald = Herald::open_with(env.config(), Arc::new(clock.clone()), secrets)
+            .await
+            .expect("open herald");
+        herald.poll_sources(None).await.expect("poll");
+        herald
+            .enrich(herald::pipeline::EnrichScope::Stale)
+            .await
+            .expect("enrich");
+        herald.write_feeds(None).await.expect("write feeds");
+        let state = herald::http::AppState::with_metrics_token(
+            herald.clone(),
+            metrics_token.map(str::to_owned),
+        )
+        .expect("the page templates");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(herald::http::serve(
+            listener,
+            state.clone(),
+            std::future::pending(),
+        ));
+        Self {
+            feed,
+            sink,
+            clock,
+            herald,
+            state,
+            addr,
+            browser: Browser::new(addr),
+            env,
+        }
+    }
+
+    /// A subscriber as stored.
+    pub async fn subscriber(
+        &self,
+        email: &herald::domain::SubscriberEmail,
+    ) -> herald::domain::Subscriber {
+        self.herald
+            .store
+            .subscriber_by_email(email)
+            .await
+            .expect("the store answers")
+            .expect("the subscriber exists")
+    }
+}
