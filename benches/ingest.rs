@@ -75,7 +75,7 @@ fn main() {
                 next_check_at: now,
             };
             let started = Instant::now();
-            let (entries, outcome) = herald.ingest_body(&source, ids["bench"], body, now).await.unwrap();
+            let (entries, outcome, _) = herald.ingest_body(&source, ids["bench"], body, now).await.unwrap();
             let elapsed = started.elapsed();
             assert_eq!((entries, outcome.new.len()), (ITEMS, ITEMS));
             herald.close().await;

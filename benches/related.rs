@@ -172,6 +172,7 @@ fn end_to_end(n: usize) {
                 image: None,
                 feed_summary: None,
                 uncapped_hash: None,
+                recovered: false,
             })
             .collect();
         let record = PollRecord { etag: None, last_modified: None, checked_at: now, next_check_at: now, meta: FeedMeta::default() };

@@ -158,17 +158,28 @@ async fn check_connections(config: &Config) -> Result<Outcome> {
                 url,
                 content_type,
                 ..
-            }) => {
-                match crate::ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref()) {
-                    Ok(feed) => {
-                        format!("ok: {} entries, {} bytes", feed.entries.len(), bytes.len())
+            }) => match crate::ingest::read_feed(&bytes, content_type.as_deref(), url.as_deref()) {
+                Ok(parsed) => {
+                    let mut line = format!(
+                        "ok: {} entries, {} bytes",
+                        parsed.feed.entries.len(),
+                        bytes.len()
+                    );
+                    if let Some(encoding) = parsed.encoding {
+                        line.push_str(&format!(", decoded from {encoding}"));
                     }
-                    Err(reason) => {
-                        outcome = Outcome::Partial;
-                        format!("FAILED: fetched, but {reason}")
+                    if let Some(error) = parsed.recovered {
+                        line.push_str(&format!(
+                            "; WARNING: malformed ({error}), its complete entries were recovered"
+                        ));
                     }
+                    line
                 }
-            }
+                Err(reason) => {
+                    outcome = Outcome::Partial;
+                    format!("FAILED: fetched, but {reason}")
+                }
+            },
             Ok(crate::ingest::Fetched::NotModified { .. }) => "ok: not modified".into(),
             Err(e) => {
                 outcome = Outcome::Partial;
@@ -250,15 +261,44 @@ pub(crate) fn write_poll_report(out: &mut impl Write, report: &PollReport) -> st
     for source in &report.sources {
         match &source.outcome {
             PollOutcome::NotModified => writeln!(out, "{}: not modified", source.name)?,
-            PollOutcome::Stored { entries, changes } => writeln!(
-                out,
-                "{}: {} new, {} updated, {} unchanged ({} entries)",
-                source.name,
-                changes.new.len(),
-                changes.updated.len(),
-                changes.unchanged,
-                entries
-            )?,
+            PollOutcome::Stored {
+                entries,
+                changes,
+                notes,
+            } => {
+                let mut read = Vec::new();
+                if notes.unreadable > 0 {
+                    read.push(format!("{} unreadable", notes.unreadable));
+                }
+                if let Some(encoding) = notes.encoding {
+                    read.push(format!("decoded from {encoding}"));
+                }
+                if notes.replaced {
+                    read.push("bytes invalid in its encoding replaced".to_owned());
+                }
+                let read = if read.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", read.join(", "))
+                };
+                writeln!(
+                    out,
+                    "{}: {} new, {} updated, {} unchanged ({} entr{}{read})",
+                    source.name,
+                    changes.new.len(),
+                    changes.updated.len(),
+                    changes.unchanged,
+                    entries,
+                    if *entries == 1 { "y" } else { "ies" },
+                )?;
+                if let Some(error) = &notes.recovered {
+                    writeln!(
+                        out,
+                        "{}: WARNING: the document is malformed ({error}); its complete entries were recovered — tell the publisher, their feed is broken",
+                        source.name
+                    )?;
+                }
+            }
             PollOutcome::Failed { error, .. } => writeln!(out, "{}: FAILED: {error}", source.name)?,
         }
     }
@@ -372,6 +412,9 @@ fn write_post(
         None => writeln!(out, "published:  (not given by the feed)")?,
     }
     writeln!(out, "first seen: {}", post.first_seen_at.to_rfc3339())?;
+    if post.recovered {
+        writeln!(out, "read:       recovered from a malformed document")?;
+    }
     if let Some(image) = &post.image {
         writeln!(out, "image:      {image}")?;
     }

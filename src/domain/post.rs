@@ -92,6 +92,8 @@ pub struct NewPost {
     /// without the caps: what the store compares, so that a post stored whole before the
     /// caps existed does not look edited.
     pub uncapped_hash: Option<String>,
+    /// Read from a malformed document by the recovery pass (see `ingest::recover`).
+    pub recovered: bool,
 }
 
 impl NewPost {
@@ -151,6 +153,8 @@ pub struct Post {
     pub feed_summary: Option<String>,
     /// The summary enrichment wrote (plain text), once it has run.
     pub summary: Option<String>,
+    /// Read from a malformed document by the recovery pass.
+    pub recovered: bool,
 }
 
 impl Post {
@@ -211,6 +215,7 @@ mod tests {
             image: None,
             feed_summary: None,
             uncapped_hash: None,
+            recovered: false,
         };
         let mut edited = post.clone();
         edited.html = "<p>b</p>".into();

@@ -10,19 +10,25 @@
 //! | step | file | what it guarantees |
 //! | --- | --- | --- |
 //! | fetch | [`fetch`] | timeout, body cap read as a stream, ≤ N redirects, gzip/brotli, conditional GET |
-//! | parse | [`parse`] | raw bytes to feed-rs (encodings from the XML prolog), HTML pages recognised |
+//! | decode | [`decode`] | the encoding decided once (BOM, HTTP, declaration, sniff), UTF-8 out |
+//! | parse | [`parse`] | feed-rs for what it reads, JSON Feed field by field, HTML pages recognised |
+//! | recover | [`recover`] | every complete entry of a malformed or variant document |
 //! | normalize | [`normalize`] | stable ids, sanitized HTML with absolute URLs, plain text, lead image |
 
+pub mod decode;
 pub mod fetch;
 pub mod html;
 pub mod normalize;
 pub mod parse;
+pub mod recover;
+#[doc(hidden)]
+pub mod testing;
 
 use std::time::Duration;
 
 pub use fetch::{Fetched, Fetcher};
 pub use normalize::Normalizer;
-pub use parse::{ParsedFeed, parse_feed};
+pub use parse::{Parsed, ParsedFeed, parse_feed, read_feed};
 
 /// Why one source could not be read. Every variant names the source.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,37 @@ impl Error {
             Error::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             Error::Timeout { .. } | Error::Network { .. } => true,
             Error::TooLarge { .. } | Error::File { .. } | Error::NotAFeed { .. } => false,
+        }
+    }
+
+    /// What the operator can do about it.
+    pub fn fix(&self) -> &'static str {
+        match self {
+            Error::Status {
+                status: 404 | 410, ..
+            } => {
+                "the feed is not at that address any more: find its new URL (the site's <link rel=\"alternate\">) and update `url`"
+            }
+            Error::Status {
+                status: 401 | 403, ..
+            } => {
+                "the server refuses herald: check the URL, or ask the site whether it blocks feed readers"
+            }
+            Error::Status { status, .. } if *status >= 500 || *status == 429 || *status == 408 => {
+                "the server is busy or failing; herald tries again later, waiting longer each time"
+            }
+            Error::Status { .. } => "check the URL in the config",
+            Error::Timeout { .. } => {
+                "herald tries again later; raise [ingest] timeout if this server is always slow"
+            }
+            Error::Network { .. } => {
+                "check the host name and that this machine can reach it; herald tries again later"
+            }
+            Error::TooLarge { .. } => "raise [ingest] max_body if the feed really is that big",
+            Error::File { .. } => "check the path in the config and that herald may read it",
+            Error::NotAFeed { .. } => {
+                "check that the source points at the feed itself; herald tries again at the next poll"
+            }
         }
     }
 

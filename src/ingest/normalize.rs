@@ -235,6 +235,7 @@ impl Normalizer {
                 .as_deref()
                 .map(|s| shorten(s, SUMMARY_MAX_CHARS)),
             uncapped_hash: None,
+            recovered: false,
         };
         // A post stored whole before the caps existed must not look edited: its change
         // detector is the hash of what it would have been without them.

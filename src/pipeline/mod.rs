@@ -111,11 +111,25 @@ pub enum PollOutcome {
     Stored {
         entries: usize,
         changes: UpsertOutcome,
+        notes: ReadNotes,
     },
     Failed {
         error: String,
         retryable: bool,
     },
+}
+
+/// How a source's document was read, when that is worth telling the operator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadNotes {
+    /// The encoding it was decoded from, when it was not UTF-8.
+    pub encoding: Option<&'static str>,
+    /// Some bytes were not valid in that encoding and were replaced.
+    pub replaced: bool,
+    /// The document was malformed and its entries were recovered: the first parse error.
+    pub recovered: Option<String>,
+    /// Entries of the document that yielded no post (cut off, or nothing in them).
+    pub unreadable: usize,
 }
 
 /// One source's result.
@@ -430,7 +444,7 @@ impl Herald {
             Ok(outcome) => outcome,
             Err(error) => {
                 let retryable = error.is_retryable();
-                let message = error.to_string();
+                let message = error.describe(source);
                 let now = self.clock.now();
                 let failures = self.store.consecutive_failures(id).await.unwrap_or(0) + 1;
                 let next = now + failure_delay(source.poll_interval, failures, error.retry_after());
@@ -479,14 +493,25 @@ impl Herald {
                     last_modified,
                     next_check_at,
                 };
-                let (entries, changes) = self.ingest_body(source, id, body, now).await?;
+                let (entries, changes, notes) = self.ingest_body(source, id, body, now).await?;
                 info!(
                     entries,
                     new = changes.new.len(),
                     updated = changes.updated.len(),
+                    encoding = notes.encoding.unwrap_or("UTF-8"),
                     "polled"
                 );
-                Ok(PollOutcome::Stored { entries, changes })
+                if let Some(error) = &notes.recovered {
+                    warn!(
+                        entries,
+                        "the document is malformed ({error}); its complete entries were recovered"
+                    );
+                }
+                Ok(PollOutcome::Stored {
+                    entries,
+                    changes,
+                    notes,
+                })
             }
         }
     }
@@ -500,7 +525,7 @@ impl Herald {
         id: SourceId,
         body: Body,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(usize, UpsertOutcome), PollError> {
+    ) -> Result<(usize, UpsertOutcome, ReadNotes), PollError> {
         let Body {
             bytes,
             url,
@@ -520,21 +545,36 @@ impl Herald {
             tokio::sync::mpsc::channel::<(usize, Vec<crate::domain::NewPost>)>(4);
         // Parsing and sanitizing are CPU work: off the async threads.
         let work = tokio::task::spawn_blocking(move || {
-            let feed = ingest::parse_feed(&bytes, content_type.as_deref(), url.as_deref())
+            ingest::testing::crash_if_marked(&bytes);
+            let parsed = ingest::read_feed(&bytes, content_type.as_deref(), url.as_deref())
                 .map_err(|reason| ingest::Error::NotAFeed {
-                    source_name: name,
+                    source_name: name.clone(),
                     location,
                     reason,
                 })?;
+            for dropped in &parsed.dropped {
+                tracing::debug!(source = %name, "left out: {dropped}");
+            }
+            let recovered = parsed.recovered.is_some();
             let meta = normalizer.normalize_chunks(
-                &feed,
+                &parsed.feed,
                 fallback_base.as_ref(),
                 ingest::normalize::CHUNK,
-                &|index, posts| {
+                &|index, mut posts| {
+                    for post in &mut posts {
+                        post.recovered = recovered;
+                    }
                     let _ = chunks_tx.blocking_send((index, posts));
                 },
             );
-            Ok::<_, ingest::Error>((feed.entries.len(), meta))
+            let read = parsed.feed.entries.len();
+            let notes = ReadNotes {
+                encoding: parsed.encoding,
+                replaced: parsed.replaced,
+                recovered: parsed.recovered,
+                unreadable: parsed.entries_seen.saturating_sub(read),
+            };
+            Ok::<_, ingest::Error>((parsed.entries_seen.max(read), meta, notes))
         });
         // Store chunks in feed order as they come.
         let mut writer = None;
@@ -552,9 +592,19 @@ impl Herald {
                 next += 1;
             }
         }
-        let (entries, meta) = work
-            .await
-            .map_err(|e| PollError::Panicked(e.to_string()))??;
+        let (entries, meta, notes) = work.await.map_err(|e| {
+            let message = e
+                .try_into_panic()
+                .ok()
+                .and_then(|panic| {
+                    panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                })
+                .unwrap_or_else(|| "cancelled".into());
+            PollError::Panicked(message)
+        })??;
         let writer = match writer {
             Some(w) => w,
             None => self.store.begin_poll(id, now).await?,
@@ -566,7 +616,7 @@ impl Herald {
             next_check_at,
             meta,
         };
-        Ok((entries, writer.finish(&record).await?))
+        Ok((entries, writer.finish(&record).await?, notes))
     }
 }
 
@@ -633,6 +683,22 @@ pub enum PollError {
 }
 
 impl PollError {
+    /// One line for the poll report and the log: the source, where it was read from,
+    /// what went wrong and what to do.
+    fn describe(&self, source: &SourceConfig) -> String {
+        let name = &source.name;
+        let location = &source.location;
+        match self {
+            PollError::Ingest(e) => format!("{e}; {}", e.fix()),
+            PollError::Store(e) => format!(
+                "source \"{name}\": {location} was read but its posts could not be stored: {e}; herald tries again at the next poll"
+            ),
+            PollError::Panicked(message) => format!(
+                "source \"{name}\": reading {location} crashed ({message}); the other sources are unaffected and herald tries again at the next poll; please report this with a copy of the feed"
+            ),
+        }
+    }
+
     fn is_retryable(&self) -> bool {
         match self {
             PollError::Ingest(e) => e.is_retryable(),

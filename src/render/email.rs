@@ -476,6 +476,7 @@ pub fn check_templates(
         image: with_extras.then(|| format!("{}sample.png", site.base_url)),
         feed_summary: None,
         summary: Some("A sample summary.".into()),
+        recovered: false,
     };
     let posts = vec![sample(1, true), sample(2, false)];
     let mut related = HashMap::new();

@@ -29,7 +29,8 @@ impl UpsertOutcome {
 pub struct PollWriter {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
     source: SourceId,
-    known: HashMap<String, (i64, String)>,
+    /// Stored posts of the source by stable id: row id, content hash, recovered.
+    known: HashMap<String, (i64, String, bool)>,
     seen: HashSet<String>,
     now_text: String,
     outcome: UpsertOutcome,
@@ -46,12 +47,24 @@ impl PollWriter {
             }
             let hash = post.content_hash();
             match self.known.get(post.stable_id.as_str()) {
-                Some((_, old_hash)) if *old_hash == hash => self.outcome.unchanged += 1,
-                Some((id, _)) => {
+                // A recovered copy never overwrites a strictly parsed one.
+                Some((_, _, false)) if post.recovered => self.outcome.unchanged += 1,
+                Some((id, old_hash, was_recovered)) if *old_hash == hash => {
+                    if *was_recovered && !post.recovered {
+                        sqlx::query("UPDATE posts SET recovered = 0 WHERE id = ?1")
+                            .bind(id)
+                            .execute(&mut *self.tx)
+                            .await
+                            .doing("mark a post read strictly")?;
+                    }
+                    self.outcome.unchanged += 1;
+                }
+                Some((id, _, _)) => {
                     let tags = serde_json::to_string(&post.tags).unwrap_or_else(|_| "[]".into());
                     sqlx::query(
                         "UPDATE posts SET url = ?2, title = ?3, author = ?4, tags = ?5, published_at = ?6,
-                             updated_at = ?7, html = ?8, image = ?9, feed_summary = ?10, content_hash = ?11
+                             updated_at = ?7, html = ?8, image = ?9, feed_summary = ?10, content_hash = ?11,
+                             recovered = ?12
                          WHERE id = ?1",
                     )
                     .bind(id)
@@ -65,6 +78,7 @@ impl PollWriter {
                     .bind(&post.image)
                     .bind(&post.feed_summary)
                     .bind(&hash)
+                    .bind(post.recovered)
                     .execute(&mut *self.tx)
                     .await
                     .doing("update edited post")?;
@@ -79,7 +93,7 @@ impl PollWriter {
         for chunk in fresh.chunks(INSERT_BATCH) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO posts (source_id, stable_id, url, title, author, tags, published_at,
-                     first_seen_at, updated_at, html, image, feed_summary, content_hash) ",
+                     first_seen_at, updated_at, html, image, feed_summary, content_hash, recovered) ",
             );
             insert.push_values(chunk, |mut row, (post, hash)| {
                 row.push_bind(self.source.0)
@@ -94,7 +108,8 @@ impl PollWriter {
                     .push_bind(post.html.as_str())
                     .push_bind(post.image.as_deref())
                     .push_bind(post.feed_summary.as_deref())
-                    .push_bind(hash.as_str());
+                    .push_bind(hash.as_str())
+                    .push_bind(post.recovered);
             });
             insert.push(" RETURNING id, stable_id");
             for row in insert
@@ -135,7 +150,7 @@ const INSERT_BATCH: usize = 64;
 
 pub(super) const POST_COLUMNS: &str =
     "p.id, s.name AS source, p.stable_id, p.url, p.title, p.author, p.tags, p.published_at,
-     p.first_seen_at, p.updated_at, p.html, p.image, p.feed_summary, p.summary";
+     p.first_seen_at, p.updated_at, p.html, p.image, p.feed_summary, p.summary, p.recovered";
 
 impl Store {
     /// Stores one successful poll in a single transaction: new posts are inserted, edited
@@ -158,15 +173,19 @@ impl Store {
     /// validators; dropping the writer instead rolls everything back.
     pub async fn begin_poll(&self, source: SourceId, now: DateTime<Utc>) -> Result<PollWriter> {
         let mut tx = self.begin_write("begin poll").await?;
-        let known: HashMap<String, (i64, String)> =
-            sqlx::query("SELECT id, stable_id, content_hash FROM posts WHERE source_id = ?1")
-                .bind(source.0)
-                .fetch_all(&mut *tx)
-                .await
-                .doing("read known posts")?
-                .into_iter()
-                .map(|r| (r.get("stable_id"), (r.get("id"), r.get("content_hash"))))
-                .collect();
+        let known: HashMap<String, (i64, String, bool)> = sqlx::query(
+            "SELECT id, stable_id, content_hash, recovered FROM posts WHERE source_id = ?1",
+        )
+        .bind(source.0)
+        .fetch_all(&mut *tx)
+        .await
+        .doing("read known posts")?
+        .into_iter()
+        .map(|r| {
+            let entry = (r.get("id"), r.get("content_hash"), r.get("recovered"));
+            (r.get("stable_id"), entry)
+        })
+        .collect();
         Ok(PollWriter {
             tx,
             source,
@@ -284,5 +303,6 @@ pub(super) fn post_from_row(r: &SqliteRow) -> Result<Post> {
         image: r.get("image"),
         feed_summary: r.get("feed_summary"),
         summary: r.get("summary"),
+        recovered: r.get("recovered"),
     })
 }

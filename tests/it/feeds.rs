@@ -201,10 +201,17 @@ fn decodes_windows_1252_from_the_prolog() {
 }
 
 #[test]
-fn errors_on_malformed_xml() {
-    let err = read("malformed.xml", None).unwrap_err();
+fn recovers_what_a_malformed_document_holds_and_errors_when_it_holds_nothing() {
+    // An unclosed title, a stray "<channel": the item is still there.
+    let posts = read("malformed.xml", None).unwrap();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].title, "Unclosed");
+    // Cut off inside its only item: nothing to recover, and the error says so.
+    let err = read("cut-off.xml", None).unwrap_err();
     assert!(
-        err.starts_with("cannot parse it as RSS, Atom or JSON Feed"),
+        err.starts_with("cannot parse it as RSS, Atom or JSON Feed")
+            && err.contains("holds 1 entry but none could be read")
+            && err.contains("ends inside <title>"),
         "{err}"
     );
 }

@@ -231,6 +231,7 @@ async fn max_items_holds_on_a_thousand_post_store() {
             image: None,
             feed_summary: None,
             uncapped_hash: None,
+            recovered: false,
         })
         .collect();
     let record = PollRecord {

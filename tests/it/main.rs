@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod corpus;
 mod digest;
 mod enrich;
 mod feeds;
@@ -13,6 +14,7 @@ mod related_quality;
 mod safety;
 mod server;
 mod support;
+mod world;
 
 #[path = "../../benches/support/smtp_sink.rs"]
 mod smtp_sink;

@@ -234,6 +234,50 @@ async fn page() -> Response {
         .into_response()
 }
 
+/// A real HTTP server on loopback serving many feeds: `/{name}` answers the body and
+/// Content-Type set for that name, anything else 404.
+pub struct CorpusServer {
+    pub addr: SocketAddr,
+    files: CorpusFiles,
+}
+
+impl CorpusServer {
+    pub async fn start() -> Self {
+        let files: CorpusFiles = Arc::default();
+        let app = Router::new()
+            .route("/{name}", get(corpus_file))
+            .with_state(Arc::clone(&files));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self { addr, files }
+    }
+
+    /// Serves `body` at `/{name}` with that Content-Type; returns its URL.
+    pub fn put(&self, name: &str, body: impl Into<Vec<u8>>, content_type: &str) -> String {
+        self.files
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), (body.into(), content_type.to_owned()));
+        format!("http://{}/{name}", self.addr)
+    }
+}
+
+type CorpusFiles = Arc<Mutex<std::collections::HashMap<String, (Vec<u8>, String)>>>;
+
+async fn corpus_file(State(files): State<CorpusFiles>, UrlPath(name): UrlPath<String>) -> Response {
+    match files.lock().unwrap().get(&name) {
+        Some((body, content_type)) => {
+            ([(header::CONTENT_TYPE, content_type.clone())], body.clone()).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 /// A temp dir holding a config file and (once opened) a real SQLite database.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
