@@ -8,6 +8,11 @@
 //! the same text node (`write_escaped`), so a text dense in them is quadratic (a 0.5 MB
 //! item of `&amp;x;` took minutes). This needs ammonia's DOM, which it exposes under
 //! `--cfg ammonia_unstable` (set in `.cargo/config.toml`).
+//!
+//! Parsing is kept linear too ([`cap_nesting`]): html5ever's tree builder walks the stack
+//! of open elements for many start tags, so a body of 80,000 nested `<div>`s took half a
+//! minute. Elements nested deeper than [`MAX_DEPTH`] lose their tags (never their text)
+//! before ammonia sees them.
 
 #[cfg(not(ammonia_unstable))]
 compile_error!(
@@ -59,7 +64,7 @@ impl Sanitizer {
     /// there is no base).
     pub fn clean(&self, html: &str, base: Option<&Url>) -> String {
         BASE.with(|b| *b.borrow_mut() = base.cloned());
-        let document = self.content.clean(html);
+        let document = self.content.clean(&cap_nesting(html));
         BASE.with(|b| *b.borrow_mut() = None);
         linear_serialize(&document)
     }
@@ -67,7 +72,8 @@ impl Sanitizer {
     /// Text that may contain markup or entities (an RSS title) as one line of plain text.
     pub fn inline_text(&self, s: &str) -> String {
         if s.contains('&') || s.contains('<') {
-            fold_line(&html_to_text(&linear_serialize(&self.inline.clean(s))))
+            let document = self.inline.clean(&cap_nesting(s));
+            fold_line(&html_to_text(&linear_serialize(&document)))
         } else {
             fold_line(s)
         }
@@ -141,6 +147,146 @@ fn escaped_count(s: &str) -> usize {
         .count()
 }
 
+/// How deep elements may nest before their tags are dropped. Real posts stay far below
+/// it (a deeply quoted mail thread reaches a few dozen).
+pub const MAX_DEPTH: usize = 256;
+
+/// `html` with the start and end tags of elements nested deeper than [`MAX_DEPTH`]
+/// removed; borrowed when nothing is that deep. Void elements, self-closed tags and the
+/// elements whose end tag HTML makes optional (`p`, `li`, table cells…) do not count,
+/// since the parser closes them itself; comments and the contents of raw-text elements
+/// (`script`, `style`, `textarea`, `title`) are copied untouched.
+pub fn cap_nesting(html: &str) -> Cow<'_, str> {
+    let bytes = html.as_bytes();
+    let mut out: Option<String> = None;
+    // The end of what has been copied into `out` (or would have been).
+    let mut copied = 0;
+    let mut depth = 0usize;
+    let mut dropped = 0usize;
+    let mut at = 0;
+    while let Some(offset) = memchr(b'<', &bytes[at..]) {
+        let start = at + offset;
+        let rest = &bytes[start + 1..];
+        if rest.starts_with(b"!--") {
+            at = find(bytes, start + 4, b"-->").map_or(bytes.len(), |e| e + 3);
+            continue;
+        }
+        let closing = rest.first() == Some(&b'/');
+        let name_start = start + 1 + usize::from(closing);
+        let name_len = bytes[name_start..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        if name_len == 0 || !bytes[name_start].is_ascii_alphabetic() {
+            at = start + 1;
+            continue;
+        }
+        let name = html[name_start..name_start + name_len].to_ascii_lowercase();
+        let end = tag_end(bytes, name_start + name_len);
+        let self_closed = end >= 2 && bytes[end - 2] == b'/';
+        let counted = !is_void_or_optional(&name);
+        let drop = if closing {
+            if counted && dropped > 0 {
+                dropped -= 1;
+                true
+            } else {
+                if counted {
+                    depth = depth.saturating_sub(1);
+                }
+                false
+            }
+        } else if RAW_TEXT.contains(&name.as_str()) {
+            // Copy the element whole: what looks like tags inside it is text.
+            let close = format!("</{name}");
+            at = find_ignore_case(bytes, end, close.as_bytes()).unwrap_or(bytes.len());
+            continue;
+        } else if counted && !self_closed {
+            if depth >= MAX_DEPTH {
+                dropped += 1;
+                true
+            } else {
+                depth += 1;
+                false
+            }
+        } else {
+            false
+        };
+        if drop {
+            let out = out.get_or_insert_with(|| String::with_capacity(html.len()));
+            out.push_str(&html[copied..start]);
+            copied = end;
+        }
+        at = end;
+    }
+    match out {
+        None => Cow::Borrowed(html),
+        Some(mut out) => {
+            out.push_str(&html[copied..]);
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// Elements whose contents are text to the HTML parser.
+const RAW_TEXT: &[&str] = &[
+    "script",
+    "style",
+    "textarea",
+    "title",
+    "xmp",
+    "iframe",
+    "noembed",
+    "noframes",
+    "plaintext",
+];
+
+fn is_void_or_optional(name: &str) -> bool {
+    matches!(
+        name,
+        "area" | "base" | "br" | "col" | "embed" | "hr" | "img" | "input" | "link" | "meta"
+            | "source" | "track" | "wbr" | "param" | "keygen" | "p" | "li" | "dt" | "dd"
+            | "option" | "optgroup" | "tr" | "td" | "th" | "thead" | "tbody" | "tfoot"
+            | "colgroup" | "caption" | "rb" | "rt" | "rp" | "rtc" | "html" | "head" | "body"
+            // A new one closes the open one, so they never nest.
+            | "a" | "button" | "nobr" | "form" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6"
+    )
+}
+
+/// The index just past the `>` that ends the tag whose attributes start at `from`
+/// (quoted values may hold `>`), or the end of the input.
+fn tag_end(bytes: &[u8], from: usize) -> usize {
+    let mut quote = None;
+    for (i, &b) in bytes.iter().enumerate().skip(from) {
+        match (quote, b) {
+            (None, b'"' | b'\'') => quote = Some(b),
+            (Some(q), _) if b == q => quote = None,
+            (None, b'>') => return i + 1,
+            _ => {}
+        }
+    }
+    bytes.len()
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+fn find_ignore_case(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+        .map(|p| p + from)
+}
+
 fn resolve_against_base(url: &str) -> Option<Cow<'_, str>> {
     BASE.with(|b| match b.borrow().as_ref() {
         Some(base) => base.join(url).ok().map(|u| Cow::Owned(u.to_string())),
@@ -191,6 +337,49 @@ mod tests {
         );
         assert_eq!(s.inline_text("AT&T \u{0007}rocks\n"), "AT&T rocks");
         assert_eq!(s.inline_text("x<script>alert(1)</script>y"), "xy");
+    }
+
+    #[test]
+    fn leaves_ordinary_nesting_alone() {
+        let html = "<div><blockquote><p>quoted<blockquote><p>again</blockquote></blockquote>\
+                    <ul><li>one<li>two</ul><p>a<p>b<a href=x>c<a href=y>d</div>";
+        assert!(matches!(cap_nesting(html), Cow::Borrowed(_)));
+        // Unclosed paragraphs, list items and links do not nest, so they never count.
+        let sloppy = "<p>para <a href=\"/x\">link <b>bold</b>".repeat(2 * MAX_DEPTH);
+        assert!(matches!(cap_nesting(&sloppy), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn drops_the_tags_nested_past_the_limit_and_keeps_their_text() {
+        let n = 5_000;
+        let html = format!(
+            "<script>{}</script>{}deep text{}<p>after</p>",
+            "<div>".repeat(3),
+            "<div><span>".repeat(n),
+            "</span></div>".repeat(n)
+        );
+        let capped = cap_nesting(&html);
+        assert_eq!(capped.matches("<div>").count(), MAX_DEPTH / 2 + 3);
+        assert_eq!(capped.matches("</div>").count(), MAX_DEPTH / 2);
+        assert!(
+            capped.starts_with("<script><div><div><div></script>"),
+            "{capped:.80}"
+        );
+        assert!(
+            capped.contains("<span>deep text</span></div>"),
+            "{capped:.80}"
+        );
+        assert!(
+            capped.ends_with("</span></div><p>after</p>"),
+            "{capped:.80}"
+        );
+
+        let clean = Sanitizer::new().clean(&html, None);
+        assert!(clean.matches("<div>").count() <= MAX_DEPTH, "{clean:.200}");
+        let text = html_to_text(&clean);
+        assert!(text.contains("deep text"), "{text}");
+        assert!(text.contains("after"), "{text}");
+        assert!(!text.contains("<div>"), "{text}");
     }
 
     #[test]

@@ -484,6 +484,38 @@ fn a_document_cut_off_mid_item_keeps_the_complete_items() {
     assert!(parsed.dropped.join(" ").contains("1 entry cut off"));
 }
 
+/// A pasted page with tens of thousands of nested elements once held the html5ever tree
+/// builder for half a minute; the nesting cap keeps the text and drops the deep tags.
+#[test]
+fn deeply_nested_markup_keeps_its_text_and_its_neighbours() {
+    let n = 20_000; // 220 KB: under the body cap, 80 times past the nesting cap
+    let deep = format!(
+        "{}<p>The quarterly numbers are in.</p>{}",
+        "<div><span>".repeat(n),
+        "</span></div>".repeat(n)
+    );
+    let feed = format!(
+        "<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>Pasted</title>\
+         <item><title>{b}Numbers{eb}</title><link>https://ex.example/q</link>\
+         <description><![CDATA[{deep}]]></description></item>\
+         <item><title>Plain</title><link>https://ex.example/p</link>\
+         <description>A plain post.</description></item></channel></rss>",
+        b = "&lt;b&gt;".repeat(n),
+        eb = "&lt;/b&gt;".repeat(n),
+    );
+    let (parsed, posts) = read_as(feed.as_bytes(), None).expect("reads");
+    assert_eq!(parsed.entries_seen, 2);
+    assert_eq!(titles(&posts), ["Numbers", "Plain"]);
+    let html = &posts[0].html;
+    assert!(
+        html.contains("The quarterly numbers are in."),
+        "{html:.200}"
+    );
+    assert!(html.matches("<div>").count() <= herald::ingest::html::MAX_DEPTH);
+    assert_eq!(posts[0].text, "The quarterly numbers are in.");
+    assert_eq!(posts[1].text, "A plain post.");
+}
+
 // --- 5. Never silent ----------------------------------------------------------------
 
 #[test]
