@@ -125,16 +125,25 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 
 /// XML: feed-rs, and the recovery scan for what it cannot read.
 fn read_xml(text: &str, base: Option<&str>) -> Result<Parsed, String> {
+    let swallowed = recover::swallowing_cdata(text);
     let strict_error = match strict(text, base) {
-        Ok(feed) if !feed.entries.is_empty() => {
+        Ok(feed) if !feed.entries.is_empty() && swallowed.is_none() => {
             let n = feed.entries.len();
             return Ok(parsed(feed, n));
         }
         Ok(feed) => Ok(feed),
         Err(e) => Err(e),
     };
-    let malformed = recover::well_formed(text).err();
     let found = recover::scan(text);
+    if swallowed.is_some()
+        && matches!(&strict_error, Ok(feed) if feed.entries.len() >= found.items.len())
+        && let Ok(feed) = strict_error
+    {
+        // The scan finds no more entries than the strict parse: keep the strict reading.
+        let n = feed.entries.len();
+        return Ok(parsed(feed, n));
+    }
+    let malformed = swallowed.or_else(|| recover::well_formed(text).err());
     // Malformed: first the cheap repairs, which keep everything the strict parser reads,
     // unless they read fewer entries than the scan (an unterminated CDATA section can
     // swallow the next entry and still leave a well-formed document).
@@ -212,16 +221,36 @@ fn read_json(text: &str, base: Option<&str>) -> Result<Parsed, String> {
         }
         Err(e) => e,
     };
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| format!("cannot parse it as JSON Feed: {e}"))?;
     let mut dropped = Vec::new();
+    let mut cut_off = None;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) if e.is_eof() => {
+            // Cut off: its complete items, closed.
+            let (closed, opened, complete) = close_cut_off_json(text)
+                .ok_or_else(|| format!("cannot parse it as JSON Feed: {e}"))?;
+            if opened > complete {
+                dropped.push(format!(
+                    "{} cut off",
+                    plural(opened - complete, "item", "items")
+                ));
+            }
+            cut_off = Some((format!("the document is cut off: {e}"), opened));
+            serde_json::from_str(&closed)
+                .map_err(|_| format!("cannot parse it as JSON Feed: {e}"))?
+        }
+        Err(e) => return Err(format!("cannot parse it as JSON Feed: {e}")),
+    };
     let Value::Object(top) = value else {
         return Err(format!("cannot parse it as JSON Feed: {strict_error}"));
     };
-    let seen = top
-        .get("items")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
+    let seen = match &cut_off {
+        Some((_, opened)) => *opened,
+        None => top
+            .get("items")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len),
+    };
     let repaired = repair_json(top, &mut dropped);
     let feed = strict(&repaired.to_string(), base)
         .map_err(|e| format!("cannot parse it as JSON Feed: {e}"))?;
@@ -234,7 +263,52 @@ fn read_json(text: &str, base: Option<&str>) -> Result<Parsed, String> {
     }
     let mut parsed = parsed(feed, seen);
     parsed.dropped = dropped;
+    parsed.recovered = cut_off.map(|(why, _)| why);
     Ok(parsed)
+}
+
+/// A JSON document cut off mid-way, closed after its last complete element of a
+/// second-level array (the items of a JSON Feed): the closed text, how many elements
+/// that array opened, and how many were complete. `None` when no element completed.
+fn close_cut_off_json(text: &str) -> Option<(String, usize, usize)> {
+    let mut stack: Vec<u8> = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut opened, mut complete) = (0, 0);
+    let mut cut: Option<(usize, Vec<u8>)> = None;
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                if stack.len() == 2 && stack[1] == b'[' {
+                    opened += 1;
+                }
+                stack.push(b);
+            }
+            b'}' | b']' => {
+                stack.pop();
+                if stack.len() == 2 && stack[1] == b'[' {
+                    complete += 1;
+                    cut = Some((i + 1, stack.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let (end, open) = cut?;
+    let mut closed = text[..end].to_owned();
+    for b in open.iter().rev() {
+        closed.push(if *b == b'{' { '}' } else { ']' });
+    }
+    Some((closed, opened, complete))
 }
 
 /// The JSON Feed fields feed-rs reads, with the types it reads them as.
@@ -498,6 +572,43 @@ mod tests {
         assert_eq!(
             feed.entries[0].title.as_ref().unwrap().content,
             "caf\u{fffd} \u{fffd}"
+        );
+    }
+
+    #[test]
+    fn keeps_the_complete_items_of_a_cut_off_json_feed() {
+        let whole = r#"{"version":"https://jsonfeed.org/version/1.1","title":"T","items":[{"id":"1","title":"One {[","content_text":"a \" } ]"},{"id":"2","title":"Two","tags":["x"],"content_text":"b"},{"id":"3","title":"Thr"#;
+        let parsed =
+            read_feed(whole.as_bytes(), Some("application/feed+json"), None).expect("reads");
+        let titles: Vec<_> = parsed
+            .feed
+            .entries
+            .iter()
+            .map(|e| {
+                e.title
+                    .as_ref()
+                    .map(|t| t.content.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(titles, ["One {[", "Two"]);
+        assert_eq!(parsed.entries_seen, 3);
+        assert!(
+            parsed
+                .recovered
+                .as_deref()
+                .unwrap_or("")
+                .contains("cut off")
+        );
+        assert_eq!(parsed.dropped, ["1 item cut off"]);
+        // Cut before any item is complete: an error, not an empty feed.
+        assert!(
+            read_feed(
+                br#"{"version":"https://jsonfeed.org/version/1.1","items":[{"id":"1","ti"#,
+                None,
+                None
+            )
+            .is_err()
         );
     }
 

@@ -762,6 +762,50 @@ pub fn well_formed(text: &str) -> Result<(), String> {
     }
 }
 
+/// A CDATA section whose `]]>` was lost ends at the next `]]>`, in a later entry, and the
+/// document can still be well-formed: the entries in between are swallowed. Such a
+/// section holds its own element's end tag and then an entry's end tag; the reason the
+/// document is malformed when one does, `None` otherwise.
+pub fn swallowing_cdata(text: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("<![CDATA[") {
+        let at = from + i;
+        let body_start = at + "<![CDATA[".len();
+        let end = text[body_start..]
+            .find("]]>")
+            .map_or(text.len(), |e| body_start + e);
+        from = end;
+        let body = &text[body_start..end];
+        let Some(open) = text[..at].rfind('<') else {
+            continue;
+        };
+        let tag = &text[open + 1..at];
+        if tag.starts_with(['/', '!', '?']) || tag.ends_with("/>") {
+            continue;
+        }
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '>')
+            .next()
+            .unwrap_or("");
+        if name.is_empty() {
+            continue;
+        }
+        let Some(close) = body.find(&format!("</{name}>")) else {
+            continue;
+        };
+        let after = &body[close..];
+        if ["</item>", "</entry>", ":item>", ":entry>"]
+            .iter()
+            .any(|t| after.contains(t))
+        {
+            return Some(format!(
+                "the CDATA section at byte {at} runs past the end of its <{name}> into a later entry (its \"]]>\" is missing)"
+            ));
+        }
+    }
+    None
+}
+
 /// What was found, as a clean RSS 2.0 document for the strict parser.
 pub fn to_rss(found: &Recovered) -> String {
     let mut out = String::with_capacity(4096 + found.items.len() * 1024);
@@ -850,6 +894,24 @@ mod tests {
                 .as_deref()
                 .unwrap()
                 .contains("<p>Hi <em>there</em></p>")
+        );
+    }
+
+    #[test]
+    fn finds_a_cdata_section_that_swallows_entries() {
+        let swallowed = "<rss><channel><item><title>A</title><description><![CDATA[<p>open</description></item>\
+                         <item><title>B</title><description><![CDATA[<p>b</p>]]></description></item></channel></rss>";
+        assert!(well_formed(swallowed).is_ok());
+        let why = swallowing_cdata(swallowed).expect("found");
+        assert!(why.contains("<description>"), "{why}");
+        // Markup about feeds inside a post is not a swallowed entry.
+        let quoted = "<rss><channel><item><title>A</title><description><![CDATA[<pre><item><title>x</title></item></pre>]]></description></item></channel></rss>";
+        assert_eq!(swallowing_cdata(quoted), None);
+        assert_eq!(
+            swallowing_cdata(
+                "<rss><channel><item><description><![CDATA[plain]]></description></item></channel></rss>"
+            ),
+            None
         );
     }
 

@@ -516,6 +516,33 @@ fn deeply_nested_markup_keeps_its_text_and_its_neighbours() {
     assert_eq!(posts[1].text, "A plain post.");
 }
 
+/// A lost `]]>` that runs into the next entry's CDATA leaves a well-formed document
+/// with one entry fewer: herald notices, and reads every entry.
+#[test]
+fn a_cdata_section_that_swallows_the_next_entry_loses_nothing() {
+    let feed = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" xmlns:content=\"http://purl.org/rss/1.0/modules/content/\"><channel><title>Ledger</title>\n\
+        <item><title>Council backs the new bridge</title><link>https://news.example.com/bridge</link>\
+        <content:encoded><![CDATA[<p>The vote was 7 to 2.</p></content:encoded></item>\n\
+        <item><title>Library hours extended</title><link>https://news.example.com/library</link>\
+        <content:encoded><![CDATA[<p>Open until nine on weekdays.</p>]]></content:encoded></item>\n\
+        <item><title>Harbour dredging starts</title><link>https://news.example.com/harbour</link>\
+        <content:encoded><![CDATA[<p>Work runs until March.</p>]]></content:encoded></item>\n\
+        </channel></rss>";
+    let (parsed, posts) = read_as(feed.as_bytes(), None).expect("reads");
+    assert_eq!(
+        titles(&posts),
+        [
+            "Council backs the new bridge",
+            "Library hours extended",
+            "Harbour dredging starts"
+        ]
+    );
+    assert_eq!(posts[0].text, "The vote was 7 to 2.");
+    assert_eq!(posts[1].text, "Open until nine on weekdays.");
+    let error = parsed.recovered.expect("marked as recovered");
+    assert!(error.contains("CDATA section"), "{error}");
+}
+
 // --- 5. Never silent ----------------------------------------------------------------
 
 #[test]
