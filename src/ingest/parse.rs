@@ -267,14 +267,15 @@ fn read_json(text: &str, base: Option<&str>) -> Result<Parsed, String> {
     Ok(parsed)
 }
 
-/// A JSON document cut off mid-way, closed after its last complete element of a
-/// second-level array (the items of a JSON Feed): the closed text, how many elements
-/// that array opened, and how many were complete. `None` when no element completed.
+/// A JSON Feed cut off mid-way, closed after its last complete item: the closed text,
+/// how many items were opened, and how many were complete. `None` when no item completed.
 fn close_cut_off_json(text: &str) -> Option<(String, usize, usize)> {
     let mut stack: Vec<u8> = Vec::new();
     let (mut in_string, mut escaped) = (false, false);
     let (mut opened, mut complete) = (0, 0);
     let mut cut: Option<(usize, Vec<u8>)> = None;
+    // Whether the open second-level array is the top object's "items".
+    let mut in_items = false;
     for (i, b) in text.bytes().enumerate() {
         if in_string {
             match b {
@@ -288,14 +289,21 @@ fn close_cut_off_json(text: &str) -> Option<(String, usize, usize)> {
         match b {
             b'"' => in_string = true,
             b'{' | b'[' => {
-                if stack.len() == 2 && stack[1] == b'[' {
+                if stack.len() == 1 {
+                    in_items = b == b'['
+                        && text[..i]
+                            .trim_end()
+                            .strip_suffix(':')
+                            .is_some_and(|key| key.trim_end().ends_with("\"items\""));
+                }
+                if stack.len() == 2 && in_items {
                     opened += 1;
                 }
                 stack.push(b);
             }
             b'}' | b']' => {
                 stack.pop();
-                if stack.len() == 2 && stack[1] == b'[' {
+                if stack.len() == 2 && in_items {
                     complete += 1;
                     cut = Some((i + 1, stack.clone()));
                 }
@@ -601,6 +609,10 @@ mod tests {
                 .contains("cut off")
         );
         assert_eq!(parsed.dropped, ["1 item cut off"]);
+        // Other arrays of the feed are not items.
+        let authors_then_cut = r#"{"version":"https://jsonfeed.org/version/1.1","items":[{"id":"0","title":"Zero"}],"hubs":[{"type":"WebSub"}],"author":{"o":{"a":1}},"x":[{"id":"1","ti"#;
+        let parsed = read_feed(authors_then_cut.as_bytes(), None, None).expect("reads");
+        assert_eq!((parsed.feed.entries.len(), parsed.entries_seen), (1, 1));
         // Cut before any item is complete: an error, not an empty feed.
         assert!(
             read_feed(
