@@ -28,6 +28,7 @@ const PARAMS: Params = Params {
     count: 3,
     min_score: 0.05,
     include_newer: false,
+    fill_with_newer: true,
 };
 
 fn main() {

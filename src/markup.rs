@@ -121,6 +121,149 @@ pub fn html_to_text(html: &str) -> String {
     out.out
 }
 
+/// One block of sanitized HTML as plain text, with what telling prose from page furniture
+/// needs: how many of its words are link text, and whether it is a heading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub text: String,
+    pub words: usize,
+    pub link_words: usize,
+    pub heading: bool,
+    /// Inside a `<li>`.
+    pub item: bool,
+}
+
+/// Elements whose text is never the post's prose: captions, navigation, asides, footers.
+fn is_furniture(name: &str) -> bool {
+    ["figcaption", "nav", "aside", "footer"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
+}
+
+/// The blocks of sanitized HTML (as [`html_to_text`] splits lines), leaving out the text
+/// of captions, navigation, asides and footers.
+pub fn html_blocks(html: &str) -> Vec<Block> {
+    struct Walk {
+        blocks: Vec<Block>,
+        text: TextBuilder,
+        words: usize,
+        link_words: usize,
+        heading: bool,
+        item: bool,
+    }
+    impl Walk {
+        fn flush(&mut self) {
+            if !self.text.out.is_empty() {
+                self.blocks.push(Block {
+                    text: std::mem::take(&mut self.text.out),
+                    words: self.words,
+                    link_words: self.link_words.min(self.words),
+                    heading: self.heading,
+                    item: self.item,
+                });
+            }
+            self.text.space = false;
+            self.words = 0;
+            self.link_words = 0;
+        }
+        fn push(&mut self, run: &str, in_link: bool) {
+            let before = self.text.out.len();
+            let joined = before > 0 && !self.text.space && !run.starts_with(char::is_whitespace);
+            self.text.push_text(run);
+            let added = &self.text.out[before..];
+            let mut n = added.split_whitespace().count();
+            // A word split by a tag ("<b>fo</b>o") is one word.
+            if joined && n > 0 && !added.starts_with(' ') {
+                n -= 1;
+            }
+            self.words += n;
+            if in_link {
+                self.link_words += n;
+            }
+        }
+    }
+    let mut w = Walk {
+        blocks: Vec::new(),
+        text: TextBuilder {
+            out: String::new(),
+            space: false,
+            newline: false,
+        },
+        words: 0,
+        link_words: 0,
+        heading: false,
+        item: false,
+    };
+    let (mut furniture, mut links, mut headings, mut items) = (0usize, 0usize, 0usize, 0usize);
+    let bytes = html.as_bytes();
+    let mut i = 0;
+    let mut run_start = 0;
+    let mut run = String::new();
+    while i <= bytes.len() {
+        let at_end = i == bytes.len();
+        if at_end || bytes[i] == b'<' || bytes[i] == b'&' {
+            run.push_str(&html[run_start..i]);
+        }
+        if at_end {
+            break;
+        }
+        match bytes[i] {
+            b'<' => {
+                if furniture == 0 {
+                    w.push(&run, links > 0);
+                }
+                run.clear();
+                let end = tag_end(bytes, i);
+                let inside = &html[i + 1..end];
+                let closing = inside.starts_with('/');
+                let name = tag_name(inside);
+                if is_furniture(name) {
+                    furniture = if closing {
+                        furniture.saturating_sub(1)
+                    } else {
+                        furniture + 1
+                    };
+                } else if name.eq_ignore_ascii_case("a") {
+                    links = if closing {
+                        links.saturating_sub(1)
+                    } else {
+                        links + 1
+                    };
+                } else if is_block(name) {
+                    w.flush();
+                    let level = |n: usize| if closing { n.saturating_sub(1) } else { n + 1 };
+                    if name.len() == 2
+                        && name.as_bytes()[0].eq_ignore_ascii_case(&b'h')
+                        && name.as_bytes()[1].is_ascii_digit()
+                    {
+                        headings = level(headings);
+                    } else if name.eq_ignore_ascii_case("li") {
+                        items = level(items);
+                    }
+                    w.heading = headings > 0;
+                    w.item = items > 0;
+                } else if name.eq_ignore_ascii_case("img") {
+                    run.push(' ');
+                }
+                i = end + 1;
+                run_start = i;
+            }
+            b'&' => {
+                let (decoded, len) = decode_entity(&html[i..]);
+                run.push(decoded);
+                i += len;
+                run_start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if furniture == 0 {
+        w.push(&run, links > 0);
+    }
+    w.flush();
+    w.blocks
+}
+
 /// Appends text runs with whitespace folding; a pending line break wins over a space.
 struct TextBuilder {
     out: String,
@@ -351,6 +494,29 @@ pub fn fold_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_blocks_and_counts_link_words_without_furniture() {
+        let html = "<figure><img src=\"x.jpg\"><figcaption>Photo: Ana Ruiz</figcaption></figure>\
+                    <p>The <b>ferry</b> runs again &amp; on time.</p><p><a href=\"/a\">Related: new timetable</a> | <a href=\"/b\">Fares</a></p>\
+                    <h3>Share this:</h3><ul><li><a href=\"/t\">Twitter</a></li></ul><nav>Home About</nav>";
+        let blocks = html_blocks(html);
+        let texts: Vec<&str> = blocks.iter().map(|b| b.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "The ferry runs again & on time.",
+                "Related: new timetable | Fares",
+                "Share this:",
+                "Twitter"
+            ]
+        );
+        assert_eq!((blocks[0].words, blocks[0].link_words), (7, 0));
+        assert_eq!((blocks[1].words, blocks[1].link_words), (5, 4));
+        assert!(blocks[2].heading && !blocks[2].item);
+        assert!(blocks[3].item && blocks[3].link_words == 1);
+        assert_eq!(html_blocks("<p>fo<b>o</b> bar</p>")[0].words, 2);
+    }
 
     #[test]
     fn turns_html_into_lines_of_text() {

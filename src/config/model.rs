@@ -127,6 +127,9 @@ pub struct EnrichConfig {
     pub language: String,
     /// Whether older posts may list newer ones as related.
     pub include_newer: bool,
+    /// Whether a post with fewer than `related_count` older matches fills its list with
+    /// newer posts (its list stops changing once it has enough older ones).
+    pub fill_with_newer: bool,
     /// Lowest similarity (0..1) for a post to count as related.
     pub min_score: f64,
 }

@@ -259,6 +259,7 @@ fn read_enrich(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<EnrichCo
             .map(|l| l.value)
             .unwrap_or_else(|| "english".into()),
         include_newer: t.bool(p, "include_newer").unwrap_or(false),
+        fill_with_newer: t.bool(p, "fill_with_newer").unwrap_or(true),
         min_score: t.number(p, "min_score", 0.0..=1.0).unwrap_or(0.05),
     })
 }

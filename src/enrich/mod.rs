@@ -8,9 +8,11 @@
 //! | part | file | what it does |
 //! | --- | --- | --- |
 //! | text | [`text`] | words, stop words, stemming, field weights |
+//! | clutter | [`clutter`] | captions, share rows, publisher footers and trailers, removed |
 //! | summaries | [`summary`] | the feed's summary when it is real, else extractive |
 //! | related | [`related`] | TF-IDF cosine + tag overlap over an incremental inverted index |
 
+pub mod clutter;
 pub mod related;
 pub mod summary;
 pub mod text;
@@ -41,21 +43,27 @@ impl Enricher {
             count: self.config.related_count,
             min_score: self.config.min_score as f32,
             include_newer: self.config.include_newer,
+            fill_with_newer: self.config.fill_with_newer,
         }
     }
 
     /// Summary and index terms of one post.
     pub fn enrich_post(&self, post: &Post) -> Enriched {
+        // Summaries and the related index read the prose without publisher clutter; the
+        // stored content stays as published.
+        let prose = if post.html.trim().is_empty() {
+            clutter::clean_text(&post.text)
+        } else {
+            clutter::clean_html(&post.html)
+        };
         let summary = summary::summarize(
             &self.analyzer,
             &post.title,
-            &post.text,
+            &prose,
             post.feed_summary.as_deref(),
             self.config.summary_words,
         );
-        let terms = self
-            .analyzer
-            .post_terms(&post.title, &post.tags, &post.text);
+        let terms = self.analyzer.post_terms(&post.title, &post.tags, &prose);
         Enriched {
             id: post.id,
             summary,

@@ -34,6 +34,9 @@ pub struct Params {
     pub count: usize,
     pub min_score: f32,
     pub include_newer: bool,
+    /// A post with fewer than `count` older matches fills its list with newer ones
+    /// (ignored when `include_newer` already lets every newer post in).
+    pub fill_with_newer: bool,
 }
 
 struct Entry {
@@ -125,18 +128,27 @@ impl RelatedIndex {
         }
         let mut scratch = self.scratch();
         let mut affected: Vec<i64> = ids.iter().chain(referring).copied().collect();
-        if params.include_newer {
+        if params.include_newer || params.fill_with_newer {
             // Older posts may now list a changed one: look at its closest neighbours.
             let wider = Params {
                 count: params.count * 3,
+                include_newer: true,
+                ..params
+            };
+            let older_only = Params {
+                include_newer: false,
+                fill_with_newer: false,
                 ..params
             };
             for id in &ids {
-                affected.extend(
-                    self.related(*id, wider, &mut scratch)
-                        .into_iter()
-                        .map(|(other, _)| other),
-                );
+                for (other, _) in self.related(*id, wider, &mut scratch) {
+                    // A list already full of older posts no longer changes.
+                    if params.include_newer
+                        || self.related(other, older_only, &mut scratch).len() < params.count
+                    {
+                        affected.push(other);
+                    }
+                }
             }
         }
         affected.sort_unstable();
@@ -242,9 +254,12 @@ impl RelatedIndex {
             }
         }
 
-        // Keep the best few (a few spare, in case some are copies of one another).
+        // Keep the best few (a few spare, in case some are copies of one another): older
+        // posts, and newer ones apart when they only fill a list that older ones leave short.
         let keep = params.count + 4;
+        let fill = params.fill_with_newer && !params.include_newer;
         let mut best: Vec<(f32, u32)> = Vec::with_capacity(keep + 1);
+        let mut newer: Vec<(f32, u32)> = Vec::new();
         for &other in touched.iter() {
             let cosine = acc[other as usize].min(1.0);
             acc[other as usize] = 0.0;
@@ -252,9 +267,15 @@ impl RelatedIndex {
                 continue;
             }
             let them = &self.entries[other as usize];
-            if !params.include_newer && them.date >= me.date {
+            let is_newer = them.date >= me.date;
+            if is_newer && !params.include_newer && !fill {
                 continue;
             }
+            let best = if is_newer && !params.include_newer {
+                &mut newer
+            } else {
+                &mut best
+            };
             // Cheap bound first: most candidates cannot make the list.
             let tag_bound = if me.tags.is_empty() || them.tags.is_empty() {
                 0.0
@@ -290,8 +311,27 @@ impl RelatedIndex {
 
         let mut out: Vec<(i64, f32)> = Vec::with_capacity(params.count);
         let mut urls: Vec<&str> = Vec::new();
-        for (score, other) in best {
-            if out.len() == params.count {
+        let older = self.distinct(best, params.count, &mut urls, &mut out);
+        if older < params.count {
+            // Too few older matches: newer ones fill the rest (the list settles once
+            // enough older posts exist, which is what keeps lists stable).
+            self.distinct(newer, params.count, &mut urls, &mut out);
+            out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        out
+    }
+
+    /// Appends `candidates` (best first) to `out` up to `count`, one per URL; returns
+    /// how many `out` holds.
+    fn distinct<'a>(
+        &'a self,
+        candidates: Vec<(f32, u32)>,
+        count: usize,
+        urls: &mut Vec<&'a str>,
+        out: &mut Vec<(i64, f32)>,
+    ) -> usize {
+        for (score, other) in candidates {
+            if out.len() == count {
                 break;
             }
             let them = &self.entries[other as usize];
@@ -303,7 +343,7 @@ impl RelatedIndex {
             }
             out.push((them.id, score));
         }
-        out
+        out.len()
     }
 
     fn alive_at(&self, slot: u32) -> bool {
@@ -537,6 +577,7 @@ mod tests {
         count: 3,
         min_score: 0.05,
         include_newer: false,
+        fill_with_newer: false,
     };
 
     #[test]
@@ -574,6 +615,7 @@ mod tests {
         assert!(index.related(1, P, &mut s).is_empty());
         let newer = Params {
             include_newer: true,
+            fill_with_newer: false,
             ..P
         };
         let related: Vec<i64> = index
@@ -582,6 +624,58 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert!(related.contains(&4) && related.contains(&7), "{related:?}");
+    }
+
+    #[test]
+    fn fills_a_short_list_with_newer_posts_until_older_ones_suffice() {
+        let index = RelatedIndex::build(corpus());
+        let mut s = index.scratch();
+        let fill = Params {
+            fill_with_newer: true,
+            ..P
+        };
+        // Post 1 is the oldest: without fill it lists nothing, with fill newer posts on
+        // its topic.
+        let oldest: Vec<i64> = index
+            .related(1, fill, &mut s)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert!(oldest.contains(&4) && oldest.contains(&7), "{oldest:?}");
+        // A post with a full list of older matches keeps exactly that list.
+        for id in 1..=12 {
+            let older = index.related(id, P, &mut s);
+            let filled = index.related(id, fill, &mut s);
+            if older.len() == P.count {
+                assert_eq!(filled, older, "post {id}");
+            } else {
+                assert!(filled.len() >= older.len(), "post {id}");
+                assert!(older.iter().all(|o| filled.contains(o)), "post {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_recomputes_only_lists_that_can_take_the_new_post() {
+        let mut docs = corpus();
+        let newest = docs.pop().unwrap();
+        let mut index = RelatedIndex::build(docs);
+        let fill = Params {
+            fill_with_newer: true,
+            ..P
+        };
+        let mut s = index.scratch();
+        let full: Vec<i64> = (1..=11)
+            .filter(|id| index.related(*id, P, &mut s).len() == P.count)
+            .collect();
+        let changed = index.update(vec![newest.clone()], &[], fill);
+        let ids: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
+        assert!(ids.contains(&newest.id), "{ids:?}");
+        assert!(ids.iter().all(|id| !full.contains(id)), "{ids:?} {full:?}");
+        assert!(
+            ids.len() > 1,
+            "an older post with a short list takes the new one: {ids:?}"
+        );
     }
 
     #[test]
@@ -624,6 +718,7 @@ mod tests {
         );
         let newer = Params {
             include_newer: true,
+            fill_with_newer: false,
             ..P
         };
         let related: Vec<i64> = index
@@ -675,6 +770,7 @@ mod tests {
                 11,
                 Params {
                     include_newer: true,
+                    fill_with_newer: false,
                     ..P
                 },
                 &mut s,
@@ -690,6 +786,7 @@ mod tests {
                 11,
                 Params {
                     include_newer: true,
+                    fill_with_newer: false,
                     ..P
                 },
                 &mut s,
@@ -705,6 +802,7 @@ mod tests {
         let index = RelatedIndex::build(corpus());
         let lists = index.related_all(Params {
             include_newer: true,
+            fill_with_newer: false,
             ..P
         });
         // Not vacuous: most posts of the corpus have a list, several with more than one.

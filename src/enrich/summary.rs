@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use super::clutter;
 use super::text::Analyzer;
 use crate::domain::{PostSummary, SummarySource};
 
@@ -150,7 +151,7 @@ fn extract(analyzer: &Analyzer, title: &str, sentences: &[&str], budget: usize) 
 /// A feed summary worth keeping, cleaned of boilerplate; `None` when it is boilerplate
 /// alone or just the content's opening cut short.
 fn usable_feed_summary(summary: &str, content: &str) -> Option<String> {
-    let (stripped, had_cut_marker) = strip_boilerplate(&clean(summary));
+    let (stripped, had_cut_marker) = clutter::clean_summary(&clean(summary));
     if word_count(&stripped) < 4 {
         return None;
     }
@@ -176,59 +177,6 @@ fn normalized_words(s: &str) -> Vec<String> {
         })
         .filter(|w| !w.is_empty())
         .collect()
-}
-
-/// Removes "read more" links, "appeared first on" footers and trailing ellipses.
-/// Returns the rest and whether a cut marker ("…", "[…]", "Read more") was found.
-fn strip_boilerplate(s: &str) -> (String, bool) {
-    let mut text = s.trim().to_owned();
-    let mut cut = false;
-    let lower = text.to_lowercase();
-    if let Some(pos) = lower.find("the post ")
-        && lower[pos..].contains(" appeared first on ")
-    {
-        text.truncate(pos);
-    }
-    loop {
-        let before = text.len();
-        let trimmed = text.trim_end();
-        let lower = trimmed.to_lowercase();
-        for tail in [
-            "continue reading →",
-            "continue reading \u{2192}",
-            "continue reading...",
-            "continue reading…",
-            "continue reading",
-            "read more »",
-            "read more →",
-            "read more...",
-            "read more…",
-            "read more",
-            "(more…)",
-            "(more...)",
-            "[…]",
-            "[...]",
-            "[&hellip;]",
-            "…",
-            "...",
-            "»",
-            "→",
-        ] {
-            if lower.ends_with(tail) {
-                let keep = trimmed.len() - tail.len();
-                if trimmed.is_char_boundary(keep) {
-                    text.truncate(keep);
-                    cut = true;
-                    break;
-                }
-            }
-        }
-        text = text.trim_end().to_owned();
-        if text.len() == before {
-            break;
-        }
-    }
-    (text, cut)
 }
 
 /// A sentence with terminal punctuation (a list item or fragment gets a period).

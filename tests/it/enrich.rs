@@ -80,10 +80,13 @@ async fn poll_writes_summaries_and_related_lists_of_older_posts() {
     assert_eq!(related.len(), 1, "{related:?}");
     assert_eq!(related[0]["title"], "Sourdough starter basics");
     assert!(related[0]["score"].as_f64().unwrap() > 0.1);
-    // The oldest post has nothing older to relate to.
+    // The oldest post has nothing older to relate to: it fills its list with newer
+    // posts on its topic (fill_with_newer, the default), never with off-topic ones.
     let (_, stdout, _) = env.run(&["posts", "show", "1", "--json"]).await;
     let post: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(post["related"].as_array().unwrap().len(), 0);
+    let related = post["related"].as_array().unwrap();
+    assert_eq!(related.len(), 1, "{related:?}");
+    assert_eq!(related[0]["title"], "Baking sourdough bread");
 
     let (_, text, _) = env.run(&["posts", "show", "4"]).await;
     assert!(text.contains("Related:\n  0."), "{text}");
@@ -113,7 +116,10 @@ async fn a_new_post_is_added_to_the_index_without_a_rebuild() {
     let second = herald.enrich(EnrichScope::Stale).await.unwrap();
     assert_eq!(second.summarized, 1);
     assert!(!second.rebuilt, "one new post must not rebuild the index");
-    assert_eq!(second.related_lists, 1);
+    // Its own list, and the list of the one older baking post whose list was short
+    // ("Baking sourdough bread" had one older match); "Sourdough starter basics" had
+    // none older and fills with newer ones, so it takes the rye post too.
+    assert_eq!(second.related_lists, 3);
 
     let posts = herald
         .store
@@ -127,6 +133,16 @@ async fn a_new_post_is_added_to_the_index_without_a_rebuild() {
         &titles[..2],
         ["Baking sourdough bread", "Sourdough starter basics"],
         "{titles:?}"
+    );
+
+    let basics = posts
+        .iter()
+        .find(|p| p.title == "Sourdough starter basics")
+        .unwrap();
+    let related = herald.store.related_posts(basics.id).await.unwrap();
+    assert!(
+        related.iter().any(|r| r.title == "Rye sourdough"),
+        "{related:?}"
     );
 
     // Nothing changed: nothing to do.

@@ -32,6 +32,7 @@ fn measure(posts: &[corpus::CorpusPost], include_newer: bool) -> Quality {
         count: 3,
         min_score: 0.05,
         include_newer,
+        fill_with_newer: false,
     };
     let topic = |id: i64| posts[(id - 1) as usize].topic;
     let (mut hits, mut listed, mut with_list) = (0usize, 0usize, 0usize);
