@@ -1,32 +1,52 @@
-//! Related posts: an inverted index over every stored post, scored by TF-IDF cosine
-//! combined with tag overlap.
+//! Related posts: an inverted index over every stored post, scored by TF-IDF cosine,
+//! tag overlap and shared nearest neighbours.
 //!
 //! In: each post's weighted term counts (title and tag words weigh more than body words,
 //! see [`super::text`]), its tags, URL and date. Out: for a post, up to `k` other posts
 //! above a threshold, best first. Terms that appear in more than half the posts are
-//! dropped (they tell posts apart no better than stop words); a query uses the post's
-//! [`QUERY_TERMS`] strongest terms, which keeps a lookup to a few posting lists.
+//! dropped (they tell posts apart no better than stop words), and so are terms of one
+//! post alone (they match nothing, and in the norm they only make a post full of names
+//! and numbers look unlike everything). A query uses the post's [`QUERY_TERMS`]
+//! strongest terms within a budget of postings.
+//!
+//! The similarity is `0.8 × text cosine + 0.2 × tag Jaccard`; posts below `min_score`
+//! are never listed. The [`RERANK`] most similar candidates are then ranked by
+//! `(similarity + shared) / 2`, where `shared` is the share of the query's
+//! [`NEIGHBOURS`] nearest posts (by text) that are also the candidate's: posts on one
+//! subject have the same neighbours even when they share few words with each other.
+//! Measured on the hand-written corpus of `benches/quality.rs`, this lifts precision@3
+//! above a plain TF-IDF cosine, where the cosine alone stays just below it.
 //!
 //! The index is incremental: [`RelatedIndex::insert`] adds one post without touching the
-//! others (their norms keep the document frequencies they were built with until the next
-//! full rebuild; the drift is tiny). By default a post's list only holds posts published
-//! before it, so lists are stable; a post is never related to itself or to another post
-//! with the same URL.
+//! others' terms (their norms keep the document frequencies they were built with until
+//! the next full rebuild; the drift is tiny); the new post joins the neighbour lists of
+//! the posts it is closer to than their farthest neighbour. By default a post's list only
+//! holds posts published before it, so lists are stable; with `fill_with_newer` a post
+//! with too few older matches fills its list with newer ones until enough older ones
+//! exist. A post is never related to itself or to another post with the same URL.
 
 use std::collections::HashMap;
 
 use crate::domain::IndexDoc;
 
 /// How many of a post's terms a query uses.
-pub const QUERY_TERMS: usize = 30;
+pub const QUERY_TERMS: usize = 100;
 /// A lookup reads at most about this many postings (beyond its strongest terms).
 const POSTINGS_BUDGET: usize = 20_000;
 /// The strongest terms a lookup always uses, whatever the budget.
 const QUERY_TERMS_ALWAYS: usize = 8;
 /// A query always uses terms found in up to this many posts, however small the index.
 const QUERY_COMMON_FLOOR: usize = 100;
-/// Share of the score that comes from tag overlap (the rest is text similarity).
+/// Share of the similarity that comes from tag overlap (the rest is text similarity).
 const TAG_SHARE: f32 = 0.2;
+/// How many nearest posts (by text) each post remembers, for shared-neighbour scoring.
+pub const NEIGHBOURS: usize = 10;
+/// Weight of the shared-neighbour share beside the similarity.
+const SHARED_WEIGHT: f32 = 1.0;
+/// How many of the most similar candidates are reranked with shared neighbours.
+pub const RERANK: usize = 30;
+/// A post closer than this (text cosine) is not a neighbour.
+const NEIGHBOUR_MIN: f32 = 0.01;
 
 /// Tuning for lookups.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +69,8 @@ struct Entry {
     /// (term, 1 + ln(count)), sorted by term.
     tf: Vec<(u32, f32)>,
     norm: f32,
+    /// The nearest posts by text, (slot, cosine), sorted by slot.
+    neighbours: Vec<(u32, f32)>,
     alive: bool,
 }
 
@@ -97,7 +119,81 @@ impl RelatedIndex {
         for (doc, ids) in interned {
             index.push(doc, ids);
         }
+        index.find_all_neighbours();
         index
+    }
+
+    /// Every post's nearest posts, on all cores.
+    fn find_all_neighbours(&mut self) {
+        let slots: Vec<u32> = (0..self.entries.len() as u32).collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let chunk = slots.len().div_ceil(threads).max(1);
+        let this = &*self;
+        let found: Vec<(u32, Vec<(u32, f32)>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slots
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut scratch = this.scratch();
+                        part.iter()
+                            .map(|slot| (*slot, this.neighbours_of(*slot, &mut scratch)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (slot, neighbours) in found {
+            self.entries[slot as usize].neighbours = neighbours;
+        }
+    }
+
+    /// The nearest posts of `slot` by text, sorted by slot.
+    fn neighbours_of(&self, slot: u32, scratch: &mut Scratch) -> Vec<(u32, f32)> {
+        self.accumulate(slot, scratch);
+        let found = self.nearest(slot, scratch);
+        for other in scratch.touched.drain(..) {
+            scratch.acc[other as usize] = 0.0;
+        }
+        found
+    }
+
+    /// From an accumulated lookup, the [`NEIGHBOURS`] closest posts by text (not the
+    /// post itself, a copy of it or a removed post), sorted by slot.
+    fn nearest(&self, slot: u32, scratch: &Scratch) -> Vec<(u32, f32)> {
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(NEIGHBOURS + 1);
+        for &other in &scratch.touched {
+            let cosine = scratch.acc[other as usize];
+            if other != slot && self.alive_at(other) {
+                self.offer_neighbour(slot, &mut best, other, cosine);
+            }
+        }
+        best.sort_unstable_by_key(|(o, _)| *o);
+        best
+    }
+
+    /// Keeps `other` among the [`NEIGHBOURS`] closest posts of `slot` (best first) when
+    /// it is close enough and not a copy of it.
+    fn offer_neighbour(&self, slot: u32, best: &mut Vec<(u32, f32)>, other: u32, cosine: f32) {
+        if cosine < NEIGHBOUR_MIN || (best.len() == NEIGHBOURS && cosine <= best[NEIGHBOURS - 1].1)
+        {
+            return;
+        }
+        let (me, them) = (&self.entries[slot as usize], &self.entries[other as usize]);
+        if me.url_hash != 0 && them.url_hash == me.url_hash && them.url == me.url {
+            return;
+        }
+        let at = best
+            .iter()
+            .position(|(o, c)| cosine > *c || (cosine == *c && other < *o))
+            .unwrap_or(best.len());
+        best.insert(at, (other, cosine));
+        best.truncate(NEIGHBOURS);
     }
 
     /// Adds a post (or replaces it, when its id is already indexed).
@@ -109,6 +205,31 @@ impl RelatedIndex {
         }
         self.alive += 1;
         self.push(doc, ids);
+        // Its neighbours, and it becomes a neighbour of the posts it is closer to than
+        // their farthest one.
+        let slot = (self.entries.len() - 1) as u32;
+        let mut scratch = self.scratch();
+        let neighbours = self.neighbours_of(slot, &mut scratch);
+        for &(other, cosine) in &neighbours {
+            let theirs = &mut self.entries[other as usize].neighbours;
+            if theirs.len() == NEIGHBOURS {
+                let Some((far, far_cosine)) = theirs
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+                    .map(|(i, (_, c))| (i, *c))
+                else {
+                    continue;
+                };
+                if cosine <= far_cosine {
+                    continue;
+                }
+                theirs.remove(far);
+            }
+            let at = theirs.partition_point(|(o, _)| *o < slot);
+            theirs.insert(at, (slot, cosine));
+        }
+        self.entries[slot as usize].neighbours = neighbours;
     }
 
     /// Adds (or replaces) the changed posts and returns the related lists that may have
@@ -197,6 +318,13 @@ impl RelatedIndex {
         let Some(&slot) = self.slots.get(&id) else {
             return Vec::new();
         };
+        self.accumulate(slot, scratch);
+        self.rank(slot, params, scratch)
+    }
+
+    /// Accumulates, in `scratch`, the text cosine of `slot` with every post that shares
+    /// one of its query terms, and marks the posts sharing a tag as candidates.
+    fn accumulate(&self, slot: u32, scratch: &mut Scratch) {
         let me = &self.entries[slot as usize];
         if scratch.acc.len() < self.entries.len() {
             scratch.acc.resize(self.entries.len(), 0.0);
@@ -253,19 +381,29 @@ impl RelatedIndex {
                 }
             }
         }
+    }
 
-        // Keep the best few (a few spare, in case some are copies of one another): older
-        // posts, and newer ones apart when they only fill a list that older ones leave short.
-        let keep = params.count + 4;
+    /// Ranks the accumulated candidates of `slot` (and clears `scratch`).
+    fn rank(&self, slot: u32, params: Params, scratch: &mut Scratch) -> Vec<(i64, f32)> {
+        let me = &self.entries[slot as usize];
+        let acc = &mut scratch.acc;
+        let touched = &mut scratch.touched;
+        // The most similar few (by text and tags) are reranked with their shared
+        // neighbours: older posts, and newer ones apart when they only fill a list that
+        // older ones leave short.
+        let keep = RERANK.max(params.count + 4);
         let fill = params.fill_with_newer && !params.include_newer;
         let mut best: Vec<(f32, u32)> = Vec::with_capacity(keep + 1);
         let mut newer: Vec<(f32, u32)> = Vec::new();
+        // Its own nearest posts, found on the way.
+        let mut mine: Vec<(u32, f32)> = Vec::with_capacity(NEIGHBOURS + 1);
         for &other in touched.iter() {
             let cosine = acc[other as usize].min(1.0);
             acc[other as usize] = 0.0;
             if other == slot || !self.alive_at(other) {
                 continue;
             }
+            self.offer_neighbour(slot, &mut mine, other, cosine);
             let them = &self.entries[other as usize];
             let is_newer = them.date >= me.date;
             if is_newer && !params.include_newer && !fill {
@@ -282,32 +420,35 @@ impl RelatedIndex {
             } else {
                 TAG_SHARE
             };
-            let bound = (1.0 - TAG_SHARE) * cosine + tag_bound;
             let floor = if best.len() == keep {
                 best[keep - 1].0
             } else {
                 params.min_score
             };
-            if bound < floor {
+            if (1.0 - TAG_SHARE) * cosine + tag_bound < floor {
                 continue;
             }
             if me.url_hash != 0 && them.url_hash == me.url_hash && them.url == me.url {
                 continue; // a duplicate of this post
             }
-            let score = (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
-            if score < floor {
+            let similarity = (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
+            if similarity < floor {
                 continue;
             }
             let at = best
                 .iter()
                 .position(|(s, o)| {
-                    score > *s || (score == *s && them.date > self.entries[*o as usize].date)
+                    similarity > *s
+                        || (similarity == *s && them.date > self.entries[*o as usize].date)
                 })
                 .unwrap_or(best.len());
-            best.insert(at, (score, other));
+            best.insert(at, (similarity, other));
             best.truncate(keep);
         }
         touched.clear();
+        mine.sort_unstable_by_key(|(o, _)| *o);
+        let best = self.rerank(&mine, best);
+        let newer = self.rerank(&mine, newer);
 
         let mut out: Vec<(i64, f32)> = Vec::with_capacity(params.count);
         let mut urls: Vec<&str> = Vec::new();
@@ -319,6 +460,31 @@ impl RelatedIndex {
             out.sort_by(|a, b| b.1.total_cmp(&a.1));
         }
         out
+    }
+
+    /// Scores candidates (similarity, slot) with the neighbours they share with the
+    /// query: posts on one subject have the same nearest posts, even when they share
+    /// few words with each other. Best first.
+    fn rerank(&self, mine: &[(u32, f32)], candidates: Vec<(f32, u32)>) -> Vec<(f32, u32)> {
+        let mut scored: Vec<(f32, u32)> = candidates
+            .into_iter()
+            .map(|(similarity, other)| {
+                let theirs = &self.entries[other as usize].neighbours;
+                let shared = self.shared_neighbours(mine, theirs) as f32 / NEIGHBOURS as f32;
+                (
+                    (similarity + SHARED_WEIGHT * shared) / (1.0 + SHARED_WEIGHT),
+                    other,
+                )
+            })
+            .collect();
+        scored.sort_by(|a, b| {
+            b.0.total_cmp(&a.0).then_with(|| {
+                self.entries[b.1 as usize]
+                    .date
+                    .cmp(&self.entries[a.1 as usize].date)
+            })
+        });
+        scored
     }
 
     /// Appends `candidates` (best first) to `out` up to `count`, one per URL; returns
@@ -344,6 +510,23 @@ impl RelatedIndex {
             out.push((them.id, score));
         }
         out.len()
+    }
+
+    /// How many live posts two neighbour lists (sorted by slot) have in common.
+    fn shared_neighbours(&self, a: &[(u32, f32)], b: &[(u32, f32)]) -> usize {
+        let (mut i, mut j, mut n) = (0, 0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    n += usize::from(self.alive_at(a[i].0));
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        n
     }
 
     fn alive_at(&self, slot: u32) -> bool {
@@ -385,7 +568,9 @@ impl RelatedIndex {
     fn idf(&self, term: u32) -> Option<f32> {
         let df = self.df[term as usize];
         let n = self.alive as f32;
-        if df == 0 || (self.alive >= 10 && df as f32 > 0.5 * n) {
+        // A term of one post alone matches nothing: leaving it out of the norm keeps
+        // posts full of rare words (names, numbers) from looking unlike everything.
+        if df < 2 || (self.alive >= 10 && df as f32 > 0.5 * n) {
             return None;
         }
         Some((n / df as f32).ln().max(0.0) + 0.1)
@@ -465,6 +650,7 @@ impl RelatedIndex {
             tags,
             tf,
             norm,
+            neighbours: Vec::new(),
             alive: true,
         });
         self.slots.insert(doc.id, slot);
