@@ -267,6 +267,32 @@ async fn run_does_one_full_pass_on_the_default_config() {
     for file in ["feed.xml", "atom.xml", "feed.json"] {
         assert!(env.dir.path().join("public").join(file).exists());
     }
+    // Every post of the example blog has a summary without clutter and a related list,
+    // the oldest ones too (fill_with_newer).
+    let feed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.dir.path().join("public/feed.json")).unwrap(),
+    )
+    .unwrap();
+    let items = feed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 14);
+    for item in items {
+        let title = item["title"].as_str().unwrap();
+        let summary = item["summary"].as_str().unwrap();
+        for clutter in [
+            "appeared first on",
+            "[\u{2026}]",
+            "Read more",
+            "Continue reading",
+            "<",
+        ] {
+            assert!(!summary.contains(clutter), "{title}: {summary}");
+        }
+        let related = item["_herald"]["related"].as_array();
+        assert!(
+            related.is_some_and(|r| !r.is_empty()),
+            "{title} has no related list"
+        );
+    }
     let (code, stdout, _) = env.run(&["run"]).await;
     assert_eq!(code, 0);
     assert!(
