@@ -155,7 +155,8 @@ impl RelatedIndex {
 
     /// The nearest posts of `slot` by text, sorted by slot.
     fn neighbours_of(&self, slot: u32, scratch: &mut Scratch) -> Vec<(u32, f32)> {
-        self.accumulate(slot, scratch);
+        // Neighbours are by text alone: posts that only share a tag are not candidates.
+        self.accumulate(slot, false, scratch);
         let found = self.nearest(slot, scratch);
         for other in scratch.touched.drain(..) {
             scratch.acc[other as usize] = 0.0;
@@ -318,13 +319,14 @@ impl RelatedIndex {
         let Some(&slot) = self.slots.get(&id) else {
             return Vec::new();
         };
-        self.accumulate(slot, scratch);
+        self.accumulate(slot, true, scratch);
         self.rank(slot, params, scratch)
     }
 
     /// Accumulates, in `scratch`, the text cosine of `slot` with every post that shares
-    /// one of its query terms, and marks the posts sharing a tag as candidates.
-    fn accumulate(&self, slot: u32, scratch: &mut Scratch) {
+    /// one of its query terms, and (`with_tags`) marks the posts sharing a tag as
+    /// candidates.
+    fn accumulate(&self, slot: u32, with_tags: bool, scratch: &mut Scratch) {
         let me = &self.entries[slot as usize];
         if scratch.acc.len() < self.entries.len() {
             scratch.acc.resize(self.entries.len(), 0.0);
@@ -372,6 +374,9 @@ impl RelatedIndex {
             }
         }
         // Posts that share a tag are candidates even without a strong shared term.
+        if !with_tags {
+            return;
+        }
         for tag in &me.tags {
             for &other in &self.tag_postings[*tag as usize] {
                 let cell = &mut acc[other as usize];
