@@ -49,7 +49,7 @@ fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
         if text.is_empty() {
             continue;
         }
-        let lower = text.to_lowercase();
+        let lower = text.to_ascii_lowercase();
         if is_section_heading(&lower) || is_locked_notice(&lower) {
             in_section = true;
             continue;
@@ -75,7 +75,7 @@ fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
 /// flag says whether a cut marker ("[…]", "Read more") ended it.
 pub fn clean_summary(summary: &str) -> (String, bool) {
     let text = summary.trim();
-    let lower = text.to_lowercase();
+    let lower = text.to_ascii_lowercase();
     if is_clutter_paragraph(text, &lower, text.split_whitespace().count())
         || is_locked_notice(&lower)
     {
@@ -315,7 +315,7 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     let mut text = text.trim().to_owned();
     let mut cut = false;
     // The WordPress footer run into the excerpt (plain-text feeds flatten it in).
-    let lower = text.to_lowercase();
+    let lower = text.to_ascii_lowercase();
     if let Some(pos) = lower.rfind(" appeared first on ")
         && let Some(start) = lower[..pos].rfind("the post ")
         && is_first_on_footer(&lower[start..])
@@ -346,7 +346,7 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
 
 /// One cut marker removed from the end of `text`, if it ends with one.
 fn strip_cut_marker(text: &str) -> Option<String> {
-    let lower = text.to_lowercase();
+    let lower = text.to_ascii_lowercase();
     for mark in [
         "[\u{2026}]",
         "[...]",
@@ -390,7 +390,10 @@ fn strip_cut_marker(text: &str) -> Option<String> {
                 .trim_start()
                 .starts_with(['"', '\u{201c}', '\u{2018}', '\''])
                 && after.split_whitespace().count() <= 15)
-            || after.trim_start().to_lowercase().starts_with("on medium");
+            || after
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("on medium");
         if !tail_ok {
             continue;
         }
@@ -600,6 +603,20 @@ mod tests {
                 "{footer}"
             );
         }
+    }
+
+    #[test]
+    fn text_whose_case_changes_its_length_is_cut_at_the_right_place() {
+        // Full Unicode lower-casing makes "\u{130}" longer; matching on an ASCII-lowered
+        // copy keeps every byte offset valid in the original.
+        assert_eq!(
+            trailer("\u{130}stanbul \u{130}\u{130} was sunny. The post Sun appeared first on Sky."),
+            "\u{130}stanbul \u{130}\u{130} was sunny."
+        );
+        assert_eq!(
+            trailer("Sunny. \u{130}\u{130}\u{130} K\u{130}L Read more \u{bb}"),
+            "Sunny."
+        );
     }
 
     #[test]
