@@ -222,7 +222,11 @@ fn is_first_on_footer(lower: &str) -> bool {
     lower
         .rsplit_once(" appeared first on ")
         .is_some_and(|(_, site)| {
-            site.split_whitespace().count() <= 8 && !site.contains([',', ';', '!', '?'])
+            // A site's name may hold a comma ("Small Kitchen, Big Pot"); a sentence
+            // that goes on after "first on" is longer or asks or exclaims.
+            site.split_whitespace().count() <= 8
+                && site.matches(',').count() <= 1
+                && !site.contains([';', '!', '?'])
         })
 }
 
@@ -472,6 +476,15 @@ mod tests {
             )
             .0,
             "The frost came early\u{2026}"
+        );
+        // A site name with a comma in it, after an excerpt cut mid-sentence.
+        assert_eq!(
+            clean_summary(
+                "I make a pot most weeks. It costs very [\u{2026}] The post Roasted Cauliflower \
+                 Soup appeared first on Small Kitchen, Big Pot."
+            )
+            .0,
+            "I make a pot most weeks."
         );
     }
 

@@ -367,13 +367,9 @@ impl Herald {
             } else {
                 self.store.index_docs().await?
             };
-            tokio::task::spawn_blocking(move || {
-                let index = RelatedIndex::build(docs);
-                let lists = index.related_all(params);
-                (index, lists)
-            })
-            .await
-            .map_err(|e| Error::Panicked(e.to_string()))?
+            tokio::task::spawn_blocking(move || RelatedIndex::build_with_lists(docs, params))
+                .await
+                .map_err(|e| Error::Panicked(e.to_string()))?
         } else {
             let index = match cached.take() {
                 Some(index) => index,
