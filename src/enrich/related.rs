@@ -1088,6 +1088,8 @@ mod tests {
         ] {
             let index = RelatedIndex::build(corpus());
             let mut apart = index.related_all(params);
+            let (empty, none) = RelatedIndex::build_with_lists(Vec::new(), params);
+            assert!(empty.is_empty() && none.is_empty());
             let (together_index, mut together) = RelatedIndex::build_with_lists(corpus(), params);
             apart.sort_by_key(|(id, _)| *id);
             together.sort_by_key(|(id, _)| *id);
