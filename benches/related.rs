@@ -18,9 +18,10 @@ use herald::clock::FixedClock;
 use herald::config;
 use herald::domain::FeedMeta;
 use herald::domain::IndexDoc;
-use herald::domain::{NewPost, StableId};
+use herald::domain::{NewPost, Post, PostId, StableId};
 use herald::enrich::related::{Params, RelatedIndex};
 use herald::enrich::text::Analyzer;
+use herald::enrich::{Enricher, clutter, doc_for, summary};
 use herald::pipeline::{EnrichScope, Herald};
 use herald::store::PollRecord;
 
@@ -38,6 +39,11 @@ fn main() {
         child_rebuild(n);
         return;
     }
+    if let Some(pos) = args.iter().position(|a| a == "--long-child") {
+        let n: usize = args[pos + 1].parse().unwrap();
+        child_long(n);
+        return;
+    }
     println!("full rebuild (tokenize + index + every related list), one process each:");
     for n in [1_000, 10_000, 100_000] {
         let out = std::process::Command::new(&args[0])
@@ -50,8 +56,115 @@ fn main() {
             eprintln!("{}", String::from_utf8_lossy(&out.stderr));
         }
     }
+    println!(
+        "enrichment of long posts (clean + summary + terms + index + every list), one process:"
+    );
+    let out = std::process::Command::new(&args[0])
+        .arg("--long-child")
+        .arg("10000")
+        .output()
+        .unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    if !out.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     add_one();
     end_to_end(10_000);
+}
+
+/// Enrichment as `herald enrich --rebuild` computes it, without the store, on `n` posts of
+/// about 1,000 words in paragraphs of HTML. Target: 10,000 posts under 2 s.
+fn child_long(n: usize) {
+    let generated = corpus::generate_long(n, 13);
+    let now = Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap();
+    let posts: Vec<Post> = generated
+        .iter()
+        .map(|p| {
+            let sentences: Vec<&str> = p.body.split_inclusive(". ").collect();
+            let html: String = sentences
+                .chunks(6)
+                .map(|para| format!("<p>{}</p>\n", para.concat().trim_end()))
+                .collect();
+            Post {
+                id: PostId(p.id),
+                source: "corpus".to_owned(),
+                stable_id: StableId::for_entry(Some(&p.url), None, "", ""),
+                url: Some(p.url.clone()),
+                title: p.title.clone(),
+                author: None,
+                tags: p.tags.clone(),
+                published_at: Some(now - chrono::Duration::minutes(n as i64 - p.id)),
+                first_seen_at: now,
+                updated_at: now,
+                html,
+                text: p.body.clone(),
+                image: None,
+                feed_summary: None,
+                summary: None,
+                recovered: false,
+            }
+        })
+        .collect();
+    let words: usize = generated
+        .iter()
+        .map(|p| p.body.split_whitespace().count())
+        .sum();
+    drop(generated);
+    let config = config::parse(
+        "[site]\ntitle = \"Bench\"\nbase_url = \"https://bench.example.org/\"\n",
+        std::path::Path::new("bench.toml"),
+    )
+    .unwrap();
+    let enricher = Enricher::new(&config.enrich);
+    // Where the time goes, on one core over the first 500 posts.
+    let sample = &posts[..posts.len().min(500)];
+    let analyzer = Analyzer::new(&config.enrich.language);
+    let started = Instant::now();
+    let prose: Vec<String> = sample
+        .iter()
+        .map(|p| clutter::clean_html(&p.html))
+        .collect();
+    let clean = started.elapsed();
+    let started = Instant::now();
+    for (p, text) in sample.iter().zip(&prose) {
+        summary::summarize_and_index(
+            &analyzer,
+            &p.title,
+            &p.tags,
+            text,
+            None,
+            config.enrich.summary_words,
+        );
+    }
+    let summarize = started.elapsed();
+    let per_post = |d: Duration| d.as_secs_f64() * 1e6 / sample.len().max(1) as f64;
+    println!(
+        "  one core, per post: clean {:.0} µs, summary and index terms {:.0} µs",
+        per_post(clean),
+        per_post(summarize),
+    );
+    let rss_before = status_kb("VmRSS");
+    let started = Instant::now();
+    let enriched = enricher.enrich_posts(&posts);
+    let summarized = started.elapsed();
+    let docs: Vec<IndexDoc> = posts
+        .iter()
+        .zip(enriched)
+        .map(|(post, e)| doc_for(post, e.terms))
+        .collect();
+    let (_index, lists) = RelatedIndex::build_with_lists(docs, enricher.params());
+    let total = started.elapsed();
+    let with_list = lists.iter().filter(|(_, l)| !l.is_empty()).count();
+    println!(
+        "  {n:>7} posts of {} words on average: {:>8.1} ms (clean, summarize and terms {:.0} ms, index and lists {:.0} ms); {:.1}% of posts with a list; peak RSS {} MB (posts alone {} MB)",
+        words / n.max(1),
+        ms(total),
+        ms(summarized),
+        ms(total - summarized),
+        100.0 * with_list as f64 / n.max(1) as f64,
+        status_kb("VmHWM") / 1024,
+        rss_before / 1024,
+    );
 }
 
 fn docs(posts: &[corpus::CorpusPost], analyzer: &Analyzer) -> Vec<IndexDoc> {

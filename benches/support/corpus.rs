@@ -85,8 +85,19 @@ impl Rng {
     }
 }
 
-/// `n` posts over all topics, ids 1..=n, in time order.
+/// `n` posts over all topics, ids 1..=n, in time order: 3 to 14 sentences (about 110
+/// words on average).
 pub fn generate(n: usize, seed: u64) -> Vec<CorpusPost> {
+    generate_sized(n, seed, 3, 12)
+}
+
+/// `n` long posts: 70 to 89 sentences, about 1,000 words each.
+pub fn generate_long(n: usize, seed: u64) -> Vec<CorpusPost> {
+    generate_sized(n, seed, 70, 20)
+}
+
+/// `n` posts of `min + below(spread)` sentences of 6 to 19 words each.
+fn generate_sized(n: usize, seed: u64, min: usize, spread: usize) -> Vec<CorpusPost> {
     let mut rng = Rng::new(seed);
     (1..=n as i64)
         .map(|id| {
@@ -114,7 +125,7 @@ pub fn generate(n: usize, seed: u64) -> Vec<CorpusPost> {
                 })
                 .collect();
             let mut body = String::new();
-            let sentences = 3 + rng.below(12);
+            let sentences = min + rng.below(spread);
             for _ in 0..sentences {
                 let len = 6 + rng.below(14);
                 let words: Vec<String> = (0..len).map(|_| word(&mut rng)).collect();

@@ -136,7 +136,7 @@ fn belongs_to_section(block: &Block) -> bool {
 
 /// Members-only, paid and password notices: the post behind them is not here.
 fn is_locked_notice(lower: &str) -> bool {
-    if lower.split_whitespace().count() > SHORT_WORDS {
+    if lower.split_whitespace().nth(SHORT_WORDS).is_some() {
         return false;
     }
     const NOTICES: &[&str] = &[
@@ -330,11 +330,13 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     {
         text.truncate(start);
     }
-    loop {
+    // Markers can stack ("… Read more »"); a text of nothing but markers stops after a
+    // few rounds, so each round's work stays bounded.
+    for _ in 0..MAX_STACKED_MARKERS {
         let before = text.len();
-        text = text.trim_end().to_owned();
+        text.truncate(text.trim_end().len());
         if let Some(rest) = strip_cut_marker(&text) {
-            text = rest;
+            text.truncate(rest);
             cut = true;
         }
         if text.len() == before {
@@ -348,8 +350,19 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     (text.to_owned(), false)
 }
 
-/// One cut marker removed from the end of `text`, if it ends with one.
-fn strip_cut_marker(text: &str) -> Option<String> {
+/// Rounds of [`strip_cut_marker`] on one paragraph.
+const MAX_STACKED_MARKERS: usize = 8;
+
+/// Bytes at the end of a paragraph searched for a cut marker: the longest phrase, a
+/// quoted title of 15 words and arrows fit with room to spare.
+const MARKER_TAIL_BYTES: usize = 400;
+
+/// The length `text` keeps once a cut marker is removed from its end, if it ends with one.
+/// Only the last [`MARKER_TAIL_BYTES`] are read.
+fn strip_cut_marker(text: &str) -> Option<usize> {
+    let from = text.floor_char_boundary(text.len().saturating_sub(MARKER_TAIL_BYTES));
+    let head = &text[..from];
+    let text = &text[from..];
     let lower = text.to_ascii_lowercase();
     for mark in [
         "[\u{2026}]",
@@ -375,8 +388,12 @@ fn strip_cut_marker(text: &str) -> Option<String> {
             {
                 return None;
             }
-            return Some(rest.to_owned());
+            return Some(from + rest.len());
         }
+    }
+    // Every phrase holds one of these: most paragraphs need no phrase search at all.
+    if !lower.contains("read") && !lower.contains("view the full") {
+        return None;
     }
     for phrase in CUT_PHRASES {
         let Some(at) = lower.rfind(phrase) else {
@@ -387,6 +404,12 @@ fn strip_cut_marker(text: &str) -> Option<String> {
         }
         let after = &text[at + phrase.len()..];
         let before = text[..at].trim_end();
+        // At the window's edge, what precedes is the rest of the paragraph.
+        let before_all = if before.is_empty() {
+            head.trim_end()
+        } else {
+            before
+        };
         // What follows the phrase: nothing, arrows, or the post's title in quotes
         // (WordPress's "Continue reading "Title" →"), never a sentence of its own.
         let tail_ok = after.chars().all(is_arrow_or_mark)
@@ -405,8 +428,8 @@ fn strip_cut_marker(text: &str) -> Option<String> {
         // a capital letter mid-sentence ("…the bridge Continue reading"), which marks
         // link text rather than prose ("I want to read more.").
         let capital = text[at..].starts_with(|c: char| c.is_uppercase());
-        let head_ok = before.is_empty()
-            || before.ends_with([
+        let head_ok = before_all.is_empty()
+            || before_all.ends_with([
                 '.', '!', '?', '\u{2026}', '[', '(', '|', '-', '\u{2013}', '\u{2014}', ':', '"',
                 '\u{201d}',
             ])
@@ -416,7 +439,11 @@ fn strip_cut_marker(text: &str) -> Option<String> {
         if !head_ok || (!capital && after.trim() == ".") {
             continue;
         }
-        return Some(before.to_owned());
+        return Some(if before.is_empty() {
+            head.trim_end().len()
+        } else {
+            from + before.len()
+        });
     }
     None
 }

@@ -56,14 +56,14 @@ impl Enricher {
         } else {
             clutter::clean_html(&post.html)
         };
-        let summary = summary::summarize(
+        let (summary, terms) = summary::summarize_and_index(
             &self.analyzer,
             &post.title,
+            &post.tags,
             &prose,
             post.feed_summary.as_deref(),
             self.config.summary_words,
         );
-        let terms = self.analyzer.post_terms(&post.title, &post.tags, &prose);
         Enriched {
             id: post.id,
             summary,

@@ -11,7 +11,7 @@
 //! bonus for the lead and for sharing words with the title; the best that fit the budget
 //! are kept in their original order. Nothing here is stored or fetched.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::clutter;
 use super::text::Analyzer;
@@ -25,18 +25,60 @@ pub fn summarize(
     feed_summary: Option<&str>,
     budget: usize,
 ) -> PostSummary {
+    summarize_and_index(analyzer, title, &[], text, feed_summary, budget).0
+}
+
+/// The summary of one post and its weighted index terms
+/// ([`Analyzer::post_terms`] of the title, tags and `text`), reading the text once.
+pub fn summarize_and_index(
+    analyzer: &Analyzer,
+    title: &str,
+    tags: &[String],
+    text: &str,
+    feed_summary: Option<&str>,
+    budget: usize,
+) -> (PostSummary, Vec<(String, u32)>) {
+    let sentences = text_sentences(text);
+    analyzer.with_term_ids(|ids| {
+        let title_ids = ids.ids(title);
+        let sentence_ids: Vec<Vec<u32>> = sentences.iter().map(|s| ids.ids(s)).collect();
+        let terms = ids.post_terms(&title_ids, tags, sentence_ids.iter().map(Vec::as_slice));
+        let summary = choose(
+            title,
+            &title_ids,
+            text,
+            &sentences,
+            &sentence_ids,
+            feed_summary,
+            budget,
+        );
+        (summary, terms)
+    })
+}
+
+/// The feed's summary when it is a real one, else the text's best sentences.
+fn choose(
+    title: &str,
+    title_ids: &[u32],
+    text: &str,
+    sentences: &[String],
+    sentence_ids: &[Vec<u32>],
+    feed_summary: Option<&str>,
+    budget: usize,
+) -> PostSummary {
     if let Some(given) = feed_summary.and_then(|s| usable_feed_summary(s, text)) {
         return PostSummary {
             text: fit(&given, budget),
             source: SummarySource::Feed,
         };
     }
-    let sentences = text_sentences(text);
-    let prose: Vec<&String> = sentences.iter().filter(|s| is_prose(s)).collect();
-    let candidates: Vec<&str> = if prose.is_empty() {
-        sentences.iter().map(String::as_str).collect()
+    let prose: Vec<usize> = (0..sentences.len())
+        .filter(|i| is_prose(&sentences[*i]))
+        .collect();
+    let candidates: Vec<usize> = if prose.is_empty() {
+        (0..sentences.len()).collect()
     } else {
-        prose.into_iter().map(String::as_str).collect()
+        prose
     };
     if candidates.is_empty() {
         return PostSummary {
@@ -44,11 +86,11 @@ pub fn summarize(
             source: SummarySource::Whole,
         };
     }
-    let total: usize = candidates.iter().map(|s| word_count(s)).sum();
+    let total: usize = candidates.iter().map(|i| word_count(&sentences[*i])).sum();
     if total <= budget {
         let joined = candidates
             .iter()
-            .map(|s| terminated(s))
+            .map(|i| terminated(&sentences[*i]))
             .collect::<Vec<_>>()
             .join(" ");
         return PostSummary {
@@ -56,8 +98,13 @@ pub fn summarize(
             source: SummarySource::Whole,
         };
     }
+    let texts: Vec<&str> = candidates.iter().map(|i| sentences[*i].as_str()).collect();
+    let ids: Vec<&[u32]> = candidates
+        .iter()
+        .map(|i| sentence_ids[*i].as_slice())
+        .collect();
     PostSummary {
-        text: extract(analyzer, title, &candidates, budget),
+        text: extract(title_ids, &texts, &ids, budget),
         source: SummarySource::Extract,
     }
 }
@@ -72,12 +119,27 @@ fn text_sentences(text: &str) -> Vec<String> {
 }
 
 /// Chooses the best sentences that fit the budget and returns them in text order.
-fn extract(analyzer: &Analyzer, title: &str, sentences: &[&str], budget: usize) -> String {
-    let terms: Vec<Vec<String>> = sentences.iter().map(|s| analyzer.terms(s)).collect();
-    let mut centroid: HashMap<&str, f64> = HashMap::new();
+fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usize) -> String {
+    // Each sentence's terms as (term, count), sorted by term.
+    let terms: Vec<Vec<(u32, f64)>> = ids
+        .iter()
+        .map(|sentence| {
+            let mut sentence = sentence.to_vec();
+            sentence.sort_unstable();
+            let mut counts: Vec<(u32, f64)> = Vec::with_capacity(sentence.len());
+            for t in sentence {
+                match counts.last_mut() {
+                    Some((last, c)) if *last == t => *c += 1.0,
+                    _ => counts.push((t, 1.0)),
+                }
+            }
+            counts
+        })
+        .collect();
+    let mut centroid: FxHashMap<u32, f64> = FxHashMap::default();
     for sentence in &terms {
-        for t in sentence {
-            *centroid.entry(t.as_str()).or_default() += 1.0;
+        for (t, c) in sentence {
+            *centroid.entry(*t).or_default() += c;
         }
     }
     let centroid_norm = centroid
@@ -86,17 +148,12 @@ fn extract(analyzer: &Analyzer, title: &str, sentences: &[&str], budget: usize) 
         .sum::<f64>()
         .sqrt()
         .max(1e-9);
-    let title_terms: Vec<String> = analyzer.terms(title);
 
     let mut scored: Vec<(f64, usize)> = terms
         .iter()
         .enumerate()
-        .map(|(i, sentence)| {
-            let mut counts: HashMap<&str, f64> = HashMap::new();
-            for t in sentence {
-                *counts.entry(t.as_str()).or_default() += 1.0;
-            }
-            let norm = counts.values().map(|v| v * v).sum::<f64>().sqrt();
+        .map(|(i, counts)| {
+            let norm = counts.iter().map(|(_, v)| v * v).sum::<f64>().sqrt();
             let similarity = if norm == 0.0 {
                 0.0
             } else {
@@ -111,7 +168,7 @@ fn extract(analyzer: &Analyzer, title: &str, sentences: &[&str], budget: usize) 
             } else {
                 title_terms
                     .iter()
-                    .filter(|t| counts.contains_key(t.as_str()))
+                    .filter(|t| counts.binary_search_by_key(*t, |(id, _)| *id).is_ok())
                     .count() as f64
                     / title_terms.len() as f64
             };

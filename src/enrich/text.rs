@@ -4,9 +4,8 @@
 //! English has a built-in stop list; for the other stemmer languages, words too common to
 //! tell posts apart are dropped by document frequency in [`super::related`] instead.
 
-use std::collections::HashMap;
-
 use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::FxHashMap;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Title and tag words count this many times a body word.
@@ -15,14 +14,109 @@ pub const TAG_WEIGHT: u32 = 3;
 /// Body words beyond this are not indexed (long posts say what they are about early).
 const MAX_BODY_WORDS: usize = 3_000;
 
-// Stems already computed on this thread, per language: stemming is most of the cost of
-// analysis and every text repeats its words.
+// Words already analysed on this thread, per language: stemming and the stop list are
+// most of the cost of analysis and every text repeats its words.
 thread_local! {
-    static STEMS: std::cell::RefCell<Vec<HashMap<String, String>>> = const { std::cell::RefCell::new(Vec::new()) };
+    static CACHES: std::cell::RefCell<Vec<StemCache>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Entries a thread's stem cache may hold before it starts over.
+/// Words a thread's cache may hold before it starts over (checked when a call begins, so
+/// ids stay valid for the whole of one call).
 const STEM_CACHE_LIMIT: usize = 200_000;
+
+/// A word that yields no term: a stop word, a number, a single letter.
+const SKIP: u32 = u32::MAX;
+
+/// Word (as written) → stem id, and the stems by id.
+#[derive(Default)]
+struct StemCache {
+    words: FxHashMap<Box<str>, u32>,
+    by_stem: FxHashMap<Box<str>, u32>,
+    stems: Vec<Box<str>>,
+}
+
+impl StemCache {
+    fn clear(&mut self) {
+        self.words.clear();
+        self.by_stem.clear();
+        self.stems.clear();
+    }
+
+    /// The stem id of `word` as written (`SKIP` when it yields no term).
+    fn id(&mut self, analyzer: &Analyzer, word: &str, lower: &mut String) -> u32 {
+        if let Some(id) = self.words.get(word) {
+            return *id;
+        }
+        let id = if !lowered(word, lower) || analyzer.english && is_english_stop_word(lower) {
+            SKIP
+        } else {
+            let stem = analyzer.stemmer.stem(lower);
+            match self.by_stem.get(stem.as_ref()) {
+                Some(id) => *id,
+                None => {
+                    let id = self.stems.len() as u32;
+                    let stem: Box<str> = stem.into();
+                    self.stems.push(stem.clone());
+                    self.by_stem.insert(stem, id);
+                    id
+                }
+            }
+        };
+        self.words.insert(word.into(), id);
+        id
+    }
+
+    /// Calls `f` with the stem id of every indexable word of `text`, in order.
+    fn scan(&mut self, analyzer: &Analyzer, text: &str, f: impl FnMut(u32)) {
+        self.scan_until(analyzer, text, usize::MAX, f);
+    }
+
+    /// [`Self::scan`] for the first `limit` terms only.
+    fn scan_until(
+        &mut self,
+        analyzer: &Analyzer,
+        text: &str,
+        limit: usize,
+        mut f: impl FnMut(u32),
+    ) {
+        let mut lower = String::new();
+        let mut found = 0;
+        for word in text.unicode_words() {
+            if found == limit {
+                return;
+            }
+            // Numbers and single letters never reach the cache (there are too many).
+            if word.len() < 2 || word.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let id = self.id(analyzer, word, &mut lower);
+            if id != SKIP {
+                found += 1;
+                f(id);
+            }
+        }
+    }
+}
+
+/// `word` lower-cased into `out`, without apostrophes ("don't" → "dont": they carry no
+/// meaning for matching); false for a word that is no term (one letter, a number).
+fn lowered(word: &str, out: &mut String) -> bool {
+    if word.chars().count() < 2 || word.chars().all(|c| c.is_numeric()) {
+        return false;
+    }
+    out.clear();
+    if word.is_ascii() {
+        out.extend(
+            word.bytes()
+                .filter(|b| *b != b'\'')
+                .map(|b| char::from(b.to_ascii_lowercase())),
+        );
+    } else {
+        out.extend(word.chars().flat_map(char::to_lowercase));
+        out.retain(|c| c != '\'' && c != '\u{2019}');
+    }
+    true
+}
 
 /// Tokenizer and stemmer for one language.
 pub struct Analyzer {
@@ -76,38 +170,33 @@ impl Analyzer {
         }
     }
 
-    /// Calls `f` with the stem of every indexable word of `text`, in order.
-    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
-        let mut lower = String::new();
-        for word in text.unicode_words() {
-            if word.chars().count() < 2 || word.chars().all(|c| c.is_numeric()) {
-                continue;
-            }
-            lower.clear();
-            lower.extend(word.chars().flat_map(char::to_lowercase));
-            // "don't" → "dont": apostrophes carry no meaning for matching.
-            lower.retain(|c| c != '\'' && c != '\u{2019}');
-            if self.english && is_english_stop_word(&lower) {
-                continue;
-            }
-            STEMS.with(|stems| {
-                let mut stems = stems.borrow_mut();
-                if stems.len() <= self.language {
-                    stems.resize_with(self.language + 1, HashMap::new);
+    /// Runs `f` with this thread's cache for the language (a fresh one when the thread's
+    /// is in use further up the stack). Ids are valid until `f` returns.
+    fn with_cache<R>(&self, f: impl FnOnce(&mut StemCache) -> R) -> R {
+        CACHES.with(|caches| match caches.try_borrow_mut() {
+            Ok(mut caches) => {
+                if caches.len() <= self.language {
+                    caches.resize_with(self.language + 1, StemCache::default);
                 }
-                let cache = &mut stems[self.language];
-                if let Some(stem) = cache.get(lower.as_str()) {
-                    f(stem);
-                    return;
-                }
-                if cache.len() >= STEM_CACHE_LIMIT {
+                let cache = &mut caches[self.language];
+                if cache.words.len() >= STEM_CACHE_LIMIT {
                     cache.clear();
                 }
-                let stem = self.stemmer.stem(&lower).into_owned();
-                f(&stem);
-                cache.insert(lower.clone(), stem);
-            });
-        }
+                f(cache)
+            }
+            Err(_) => f(&mut StemCache::default()),
+        })
+    }
+
+    /// Calls `f` with the stem of every indexable word of `text`, in order.
+    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
+        self.with_cache(|cache| {
+            let mut ids = Vec::new();
+            cache.scan(self, text, |id| ids.push(id));
+            for id in ids {
+                f(&cache.stems[id as usize]);
+            }
+        });
     }
 
     /// The stems of `text`.
@@ -119,25 +208,70 @@ impl Analyzer {
 
     /// Weighted term counts of a post: title and tag words count more than body words.
     pub fn post_terms(&self, title: &str, tags: &[String], body: &str) -> Vec<(String, u32)> {
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        let mut add = |t: &str, w: u32| match counts.get_mut(t) {
-            Some(c) => *c += w,
-            None => {
-                counts.insert(t.to_owned(), w);
-            }
-        };
-        self.for_each_term(title, |t| add(t, TITLE_WEIGHT));
-        for tag in tags {
-            self.for_each_term(tag, |t| add(t, TAG_WEIGHT));
+        self.with_term_ids(|ids| {
+            let title = ids.ids(title);
+            let body = ids.ids_until(body, MAX_BODY_WORDS);
+            ids.post_terms(&title, tags, [body.as_slice()])
+        })
+    }
+
+    /// Runs `f` with stem ids that stay comparable, and resolvable to stems, until it
+    /// returns: for callers that analyse several texts of one post and compare them.
+    pub fn with_term_ids<R>(&self, f: impl FnOnce(&mut TermIds<'_>) -> R) -> R {
+        self.with_cache(|cache| {
+            f(&mut TermIds {
+                analyzer: self,
+                cache,
+            })
+        })
+    }
+}
+
+/// Stem ids of one analysis session (see [`Analyzer::with_term_ids`]).
+pub struct TermIds<'a> {
+    analyzer: &'a Analyzer,
+    cache: &'a mut StemCache,
+}
+
+impl TermIds<'_> {
+    /// The stem ids of `text`, in order.
+    pub fn ids(&mut self, text: &str) -> Vec<u32> {
+        self.ids_until(text, usize::MAX)
+    }
+
+    /// The first `limit` stem ids of `text`.
+    pub fn ids_until(&mut self, text: &str, limit: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.cache
+            .scan_until(self.analyzer, text, limit, |id| out.push(id));
+        out
+    }
+
+    /// Weighted term counts of a post from its title's ids, its tags and its body's ids
+    /// in text order (the first [`MAX_BODY_WORDS`] count), as [`Analyzer::post_terms`].
+    pub fn post_terms<'b>(
+        &mut self,
+        title: &[u32],
+        tags: &[String],
+        body: impl IntoIterator<Item = &'b [u32]>,
+    ) -> Vec<(String, u32)> {
+        let mut counts: FxHashMap<u32, u32> = FxHashMap::default();
+        for id in title {
+            *counts.entry(*id).or_default() += TITLE_WEIGHT;
         }
-        let mut words = 0;
-        self.for_each_term(body, |t| {
-            if words < MAX_BODY_WORDS {
-                add(t, 1);
-                words += 1;
-            }
-        });
-        let mut out: Vec<(String, u32)> = counts.into_iter().collect();
+        for tag in tags {
+            let analyzer = self.analyzer;
+            self.cache.scan(analyzer, tag, |id| {
+                *counts.entry(id).or_default() += TAG_WEIGHT
+            });
+        }
+        for id in body.into_iter().flatten().take(MAX_BODY_WORDS) {
+            *counts.entry(*id).or_default() += 1;
+        }
+        let mut out: Vec<(String, u32)> = counts
+            .into_iter()
+            .map(|(id, count)| (self.cache.stems[id as usize].to_string(), count))
+            .collect();
         out.sort_unstable();
         out
     }
