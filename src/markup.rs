@@ -218,6 +218,8 @@ pub fn html_blocks(html: &str) -> Vec<Block> {
                 let closing = inside.starts_with('/');
                 let name = tag_name(inside);
                 if is_furniture(name) {
+                    // Furniture is block-level: the text on either side is not one run.
+                    w.flush();
                     furniture = if closing {
                         furniture.saturating_sub(1)
                     } else {
@@ -363,7 +365,8 @@ fn tag_end(bytes: &[u8], start: usize) -> usize {
         }
         i += 1;
     }
-    bytes.len().saturating_sub(1).max(start)
+    // An unclosed tag runs to the end (callers slice `start + 1..end`).
+    bytes.len()
 }
 
 /// Element name of a tag's inside (`/p`, `img src=...` → `p`, `img`).
@@ -516,6 +519,22 @@ mod tests {
         assert!(blocks[2].heading && !blocks[2].item);
         assert!(blocks[3].item && blocks[3].link_words == 1);
         assert_eq!(html_blocks("<p>fo<b>o</b> bar</p>")[0].words, 2);
+        // Furniture between two runs of text ends the first.
+        let texts: Vec<String> = html_blocks("<div>Intro text<aside>Ad</aside>More text</div>")
+            .into_iter()
+            .map(|b| b.text)
+            .collect();
+        assert_eq!(texts, ["Intro text", "More text"]);
+    }
+
+    #[test]
+    fn html_ending_inside_a_tag_reads_without_panicking() {
+        for html in ["abc<", "<p\u{e9}", "x <a href=\"y", "<img src=\"z\u{e9}"] {
+            let _ = html_blocks(html);
+            let _ = html_to_text(html);
+            let _ = first_image(html);
+        }
+        assert_eq!(html_to_text("abc<p"), "abc");
     }
 
     #[test]

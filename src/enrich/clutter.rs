@@ -154,10 +154,14 @@ fn is_locked_notice(lower: &str) -> bool {
         "subscribe to keep reading",
         "to view it please enter your password",
         "sign in to read the full",
-        "you must be logged in to",
+        "you must be logged in to view",
+        "you must be logged in to read",
+        "you must be logged in to see",
+        "you must be logged in to access",
         "become a member to read",
     ];
-    NOTICES.iter().any(|n| lower.contains(n))
+    // At the start only: "You must be logged in to the router as admin…" is prose.
+    NOTICES.iter().any(|n| lower.starts_with(n))
 }
 
 /// A whole paragraph that is a publisher footer, a caption or a label, never prose.
@@ -271,12 +275,15 @@ fn is_copyright(text: &str, lower: &str) -> bool {
     if text.starts_with('\u{a9}') || lower.starts_with("(c) ") {
         return true;
     }
+    // The year comes right after the word ("Copyright 2024 …", "Copyright © 2019-2025
+    // …"); "Copyright law changed in 2024" is a sentence about copyright.
     lower.starts_with("copyright")
         && (lower.contains("all rights reserved")
             || lower.contains('\u{a9}')
-            || lower
-                .split(|c: char| !c.is_ascii_digit())
-                .any(|n| n.len() == 4 && (n.starts_with("19") || n.starts_with("20"))))
+            || lower.split_whitespace().take(3).any(|w| {
+                w.split(|c: char| !c.is_ascii_digit())
+                    .any(|n| n.len() == 4 && (n.starts_with("19") || n.starts_with("20")))
+            }))
 }
 
 /// A paragraph that is nothing but a "read more" link text.
@@ -300,6 +307,32 @@ const CUT_PHRASES: &[&str] = &[
     "read the rest of this entry",
     "view the full article",
 ];
+
+/// A quoted title of at most 15 words and nothing after it but arrows and marks:
+/// WordPress's `Continue reading "Title" →`. "Keep reading 'til the end." and "Continue
+/// reading ‘Middlemarch’ aloud each night." are sentences.
+fn quoted_title_then_marks(after: &str) -> bool {
+    let after = after.trim_start();
+    let Some(open) = after.chars().next() else {
+        return false;
+    };
+    let close: &[char] = match open {
+        '"' => &['"'],
+        '\'' => &['\''],
+        '\u{201c}' => &['\u{201d}'],
+        '\u{2018}' => &['\u{2019}'],
+        _ => return false,
+    };
+    let inner = &after[open.len_utf8()..];
+    let Some(end) = inner.find(close) else {
+        return false;
+    };
+    let title = &inner[..end];
+    let rest = &inner[end + close[0].len_utf8()..];
+    !title.trim().is_empty()
+        && title.split_whitespace().count() <= 15
+        && rest.chars().all(is_arrow_or_mark)
+}
 
 /// Characters that may follow a cut phrase ("Read more »", "Continue reading →").
 fn is_arrow_or_mark(c: char) -> bool {
@@ -413,10 +446,7 @@ fn strip_cut_marker(text: &str) -> Option<usize> {
         // What follows the phrase: nothing, arrows, or the post's title in quotes
         // (WordPress's "Continue reading "Title" →"), never a sentence of its own.
         let tail_ok = after.chars().all(is_arrow_or_mark)
-            || (after
-                .trim_start()
-                .starts_with(['"', '\u{201c}', '\u{2018}', '\''])
-                && after.split_whitespace().count() <= 15)
+            || quoted_title_then_marks(after)
             || after
                 .trim_start()
                 .to_ascii_lowercase()
@@ -435,8 +465,8 @@ fn strip_cut_marker(text: &str) -> Option<usize> {
             ])
             || capital;
         // "I will read more." is prose: a phrase that ends in a period after a lower-case
-        // word is a sentence.
-        if !head_ok || (!capital && after.trim() == ".") {
+        // word is a sentence, and so is one that exclaims ("Read more!").
+        if !head_ok || after.trim() == "!" || (!capital && after.trim() == ".") {
             continue;
         }
         return Some(if before.is_empty() {
@@ -584,6 +614,12 @@ mod tests {
             "Related work in soil science suggests otherwise.",
             "Posted by the author of the original study, the correction arrived on Friday, two weeks after the paper made headlines around the world and the researchers had begun fielding calls.",
             "She paused... and then laughed.",
+            "Copyright law changed in 2024 for photographers.",
+            "Keep reading 'til the end.",
+            "We finished chapter one. Continue reading \u{2018}Middlemarch\u{2019} aloud each night.",
+            "My advice: read more!",
+            "I have one rule. Read more!",
+            "You must be logged in to the router as admin to change this.",
         ] {
             assert_eq!(clean_html(&format!("<p>{prose}</p>")), prose, "{prose}");
             assert_eq!(clean_summary(prose).0, prose, "{prose}");
@@ -656,6 +692,24 @@ mod tests {
         assert_eq!(
             trailer("Sunny. \u{130}\u{130}\u{130} K\u{130}L Read more \u{bb}"),
             "Sunny."
+        );
+    }
+
+    #[test]
+    fn a_notice_phrase_inside_prose_does_not_start_a_section() {
+        let html = "<p>You must be logged in to the router as admin to change this.</p>\
+                    <p>Open Advanced, then DNS.</p><p>Enter the resolver and save.</p>";
+        assert_eq!(
+            clean_html(html),
+            "You must be logged in to the router as admin to change this.\nOpen Advanced, then DNS.\nEnter the resolver and save."
+        );
+        assert_eq!(
+            clean_html("<p>Copyright 2024 Example Media.</p><p>Text.</p>"),
+            "Text."
+        );
+        assert_eq!(
+            trailer("We planted garlic. Continue reading \u{201c}Planting garlic\u{201d} \u{2192}"),
+            "We planted garlic."
         );
     }
 

@@ -7,7 +7,8 @@
 //! dropped (they tell posts apart no better than stop words), and so are terms of one
 //! post alone (they match nothing, and in the norm they only make a post full of names
 //! and numbers look unlike everything). A query uses the post's [`QUERY_TERMS`]
-//! strongest terms within a budget of postings.
+//! strongest terms within a budget of postings; terms and tags held by more than a tenth
+//! of the posts bring no candidates (they would make every lookup read every post).
 //!
 //! The similarity is `0.8 × text cosine + 0.2 × tag Jaccard`; posts below `min_score`
 //! are never listed. The [`RERANK`] most similar candidates are then ranked by
@@ -25,7 +26,7 @@
 //! with too few older matches fills its list with newer ones until enough older ones
 //! exist. A post is never related to itself or to another post with the same URL.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::domain::IndexDoc;
 
@@ -99,6 +100,9 @@ impl std::fmt::Debug for RelatedIndex {
     }
 }
 
+/// One part's own vocabulary (its terms by local id) and its docs' terms by local id.
+type LocalTerms = (Vec<String>, Vec<Vec<(u32, u32)>>);
+
 /// What one lookup found before reranking.
 struct Candidates {
     /// The post's own nearest posts by text, (slot, cosine), sorted by slot.
@@ -153,22 +157,101 @@ impl RelatedIndex {
     }
 
     /// The index of `docs` without neighbour lists.
-    fn unlinked(docs: Vec<IndexDoc>) -> Self {
+    fn unlinked(mut docs: Vec<IndexDoc>) -> Self {
         let mut index = Self::default();
-        let mut interned: Vec<(IndexDoc, Vec<(u32, u32)>)> = Vec::with_capacity(docs.len());
-        for mut doc in docs {
-            let ids = index.intern(&doc.terms);
-            doc.terms = Vec::new(); // interned: the strings are no longer needed
-            for (t, _) in &ids {
+        let ids = index.intern_all(&mut docs);
+        for terms in &ids {
+            for (t, _) in terms {
                 index.df[*t as usize] += 1;
             }
-            interned.push((doc, ids));
         }
-        index.alive = interned.len();
-        for (doc, ids) in interned {
+        index.alive = docs.len();
+        for (doc, ids) in docs.into_iter().zip(ids) {
             index.push(doc, ids);
         }
         index
+    }
+
+    /// Every doc's terms as (id, count) sorted by id, interning new terms, on all cores;
+    /// the docs' term strings are dropped on the way (they are no longer needed).
+    fn intern_all(&mut self, docs: &mut [IndexDoc]) -> Vec<Vec<(u32, u32)>> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let chunk = docs.len().div_ceil(threads).max(1);
+        // Each part numbers its own terms first; then one vocabulary is made of the
+        // parts' (small) vocabularies, and each part renumbers its docs.
+        let parts: Vec<LocalTerms> = std::thread::scope(|scope| {
+            let handles: Vec<_> = docs
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut local: HashMap<&str, u32> = HashMap::default();
+                        let mut words: Vec<String> = Vec::new();
+                        let ids = part
+                            .iter()
+                            .map(|doc| {
+                                doc.terms
+                                    .iter()
+                                    .filter(|(_, c)| *c > 0)
+                                    .map(|(term, count)| {
+                                        let next = local.len() as u32;
+                                        let id = *local.entry(term.as_str()).or_insert_with(|| {
+                                            words.push(term.clone());
+                                            next
+                                        });
+                                        (id, *count)
+                                    })
+                                    .collect()
+                            })
+                            .collect();
+                        (words, ids)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let maps: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|(words, _)| words.iter().map(|term| self.term_id(term)).collect())
+            .collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .zip(&maps)
+                .zip(docs.chunks_mut(chunk))
+                .map(|(((_, ids), map), part)| {
+                    scope.spawn(move || {
+                        for doc in part.iter_mut() {
+                            doc.terms = Vec::new();
+                        }
+                        ids.into_iter()
+                            .map(|mut terms: Vec<(u32, u32)>| {
+                                for (t, _) in &mut terms {
+                                    *t = map[*t as usize];
+                                }
+                                terms.sort_unstable();
+                                terms.dedup_by_key(|(t, _)| *t);
+                                terms
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
     }
 
     /// `work` for every slot, on all cores, each thread with its own scratch space.
@@ -346,6 +429,12 @@ impl RelatedIndex {
         self.alive -= 1;
     }
 
+    /// Slots held by removed or replaced posts: lookups still pass over them, so the
+    /// caller rebuilds once they are many.
+    pub fn dead_slots(&self) -> usize {
+        self.entries.len() - self.alive
+    }
+
     pub fn len(&self) -> usize {
         self.alive
     }
@@ -386,7 +475,9 @@ impl RelatedIndex {
         // The query: the post's strongest terms, weighted as in its own unit vector.
         // Terms in more than a tenth of the posts are left out of the query: they add
         // little to the ranking and their posting lists are most of the cost.
-        let common = (self.alive / 10).max(QUERY_COMMON_FLOOR);
+        // (Never more than the postings budget, which the always-used terms could
+        // otherwise exceed many times over on a feed written from a few templates.)
+        let common = (self.alive / 10).clamp(QUERY_COMMON_FLOOR, POSTINGS_BUDGET);
         let mut query: Vec<(u32, f32)> = me
             .tf
             .iter()
@@ -429,7 +520,13 @@ impl RelatedIndex {
             return;
         }
         for tag in &me.tags {
-            for &other in &self.tag_postings[*tag as usize] {
+            // A tag on most posts ("Uncategorized") makes everything a candidate and
+            // tells nothing: like a common term, it brings no candidates.
+            let holders = &self.tag_postings[*tag as usize];
+            if holders.len() > common {
+                continue;
+            }
+            for &other in holders {
                 let cell = &mut acc[other as usize];
                 if *cell == 0.0 {
                     *cell = f32::MIN_POSITIVE;
@@ -648,23 +745,25 @@ impl RelatedIndex {
         Some((n / df as f32).ln().max(0.0) + 0.1)
     }
 
+    /// The id of `term`, a new one when it is new.
+    fn term_id(&mut self, term: &str) -> u32 {
+        match self.vocab.get(term) {
+            Some(id) => *id,
+            None => {
+                let id = self.df.len() as u32;
+                self.vocab.insert(term.to_owned(), id);
+                self.df.push(0);
+                self.postings.push(Vec::new());
+                id
+            }
+        }
+    }
+
     fn intern(&mut self, terms: &[(String, u32)]) -> Vec<(u32, u32)> {
         let mut ids: Vec<(u32, u32)> = terms
             .iter()
             .filter(|(_, c)| *c > 0)
-            .map(|(term, count)| {
-                let id = match self.vocab.get(term) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.df.len() as u32;
-                        self.vocab.insert(term.clone(), id);
-                        self.df.push(0);
-                        self.postings.push(Vec::new());
-                        id
-                    }
-                };
-                (id, *count)
-            })
+            .map(|(term, count)| (self.term_id(term), *count))
             .collect();
         ids.sort_unstable();
         ids.dedup_by_key(|(t, _)| *t);
@@ -684,8 +783,16 @@ impl RelatedIndex {
             .sqrt();
         // Postings carry tf / norm, so a lookup sums cosine terms without a division per
         // candidate. Norms use the document frequencies of the moment (see module docs).
-        for (t, w) in &tf {
-            self.postings[*t as usize].push((slot, w / norm.max(1e-9)));
+        // Only the terms the norm counts are posted: a term of this post alone (df 1
+        // when it arrives) would otherwise score later matches against a norm that left
+        // it out, up to tf / 1e-9 for a post whose words are all new. Such terms match
+        // from the next rebuild on.
+        if norm > 0.0 {
+            for (t, w) in &tf {
+                if self.idf(*t).is_some() {
+                    self.postings[*t as usize].push((slot, w / norm));
+                }
+            }
         }
         let mut tags: Vec<u32> = doc
             .tags
@@ -864,6 +971,61 @@ mod tests {
             2,
             "{related:?}"
         );
+    }
+
+    /// A made-up word of its own for `n` (consonants only, so the stemmer leaves it).
+    fn unique_word(mut n: usize) -> String {
+        const LETTERS: &[u8] = b"bcdfghjklmnpqrtvwxz";
+        let mut word = String::from("zq");
+        loop {
+            word.push(char::from(LETTERS[n % LETTERS.len()]));
+            n /= LETTERS.len();
+            if n == 0 {
+                return word;
+            }
+        }
+    }
+
+    #[test]
+    fn a_tag_on_every_post_brings_no_candidates_and_no_lists() {
+        // WordPress's default category on 150 posts that share no word at all.
+        let docs: Vec<IndexDoc> = (1..=150)
+            .map(|id| {
+                let words: Vec<String> = (0..6).map(|k| unique_word(id * 6 + k)).collect();
+                doc(
+                    id as i64,
+                    &words[0],
+                    &["Uncategorized"],
+                    &words[1..].join(" "),
+                )
+            })
+            .collect();
+        let (_, lists) = RelatedIndex::build_with_lists(docs, P);
+        let listed: usize = lists.iter().map(|(_, l)| l.len()).sum();
+        assert_eq!(listed, 0, "posts related by the default category alone");
+    }
+
+    #[test]
+    fn an_inserted_post_of_new_words_does_not_top_later_lists() {
+        let mut index = RelatedIndex::build(corpus());
+        // Every word of it is new to the index.
+        index.insert(doc(100, "Zigbee thermostat", &[], ""));
+        // A post on baking that mentions it once.
+        index.insert(doc(
+            101,
+            "Sourdough starter care",
+            &[],
+            "Feed the sourdough starter with flour and water; the zigbee kitchen sensor says it is warm.",
+        ));
+        let mut s = index.scratch();
+        let related = index.related(101, P, &mut s);
+        assert!(
+            related
+                .iter()
+                .all(|(id, score)| *id != 100 && *score <= 1.0),
+            "{related:?}"
+        );
+        assert!(!related.is_empty(), "the baking posts are still related");
     }
 
     #[test]

@@ -214,8 +214,15 @@ fn usable_feed_summary(summary: &str, content: &str) -> Option<String> {
     }
     let content_words: Vec<String> = normalized_words(content);
     let summary_words: Vec<String> = normalized_words(&stripped);
-    let is_prefix =
-        content_words.len() > summary_words.len() && content_words.starts_with(&summary_words);
+    // The content's opening, possibly cut inside its last word ("…on Tues").
+    let is_prefix = content_words.len() > summary_words.len()
+        && match summary_words.split_last() {
+            Some((last, whole)) => {
+                content_words.starts_with(whole)
+                    && content_words[whole.len()].starts_with(last.as_str())
+            }
+            None => false,
+        };
     let ends_cleanly = stripped.ends_with(['.', '!', '?', '"', '\u{201d}', ')']);
     if is_prefix && (had_cut_marker || !ends_cleanly) {
         return None; // the start of the content, cut off
@@ -559,6 +566,8 @@ mod tests {
             "Whole wheat flour drinks water. Most dense loaves are Read more",
             "Whole wheat flour drinks water. Most dense loaves are Continue reading \u{2192}",
             "Whole wheat flour drinks water. Most dense loaves are",
+            // Cut inside a word.
+            "Whole wheat flour drinks water. Most dense loaves are under-hyd",
         ] {
             assert_eq!(usable_feed_summary(cut, content), None, "{cut}");
         }

@@ -354,7 +354,13 @@ impl Herald {
 
         let mut cached = self.related.lock().await;
         let total = self.store.count_posts(None).await? as usize;
-        let rebuild = scope == EnrichScope::Rebuild || cached.is_none() && posts.len() * 2 > total;
+        // A cached index that has replaced many posts is rebuilt: their old slots stay
+        // in it and every lookup passes over them.
+        let worn = cached
+            .as_ref()
+            .is_some_and(|index| index.dead_slots() > index.len() / 4 + 64);
+        let rebuild =
+            scope == EnrichScope::Rebuild || worn || cached.is_none() && posts.len() * 2 > total;
         let params = self.enricher.params();
         let changed: Vec<i64> = posts.iter().map(|p| p.id.0).collect();
         let (index, lists) = if rebuild {
