@@ -11,7 +11,9 @@
 //! of the posts bring no candidates (they would make every lookup read every post).
 //!
 //! The similarity is `0.8 × text cosine + 0.2 × tag Jaccard`; posts below `min_score`
-//! are never listed. The [`RERANK`] most similar candidates are then ranked by
+//! are never listed. The lookup ranks candidates by the query terms alone; the few it
+//! keeps are then scored on every term they share (a long post's query leaves out most
+//! of what it shares with its neighbours), and `min_score` applies to that score. The [`RERANK`] most similar candidates are then ranked by
 //! `(similarity + shared) / 2`, where `shared` is the share of the query's
 //! [`NEIGHBOURS`] nearest posts (by text) that are also the candidate's: posts on one
 //! subject have the same neighbours even when they share few words with each other.
@@ -100,11 +102,16 @@ impl std::fmt::Debug for RelatedIndex {
     }
 }
 
+/// Lowest lookup similarity for a candidate to be kept for exact scoring.
+const CANDIDATE_FLOOR: f32 = 0.005;
+
 /// One part's own vocabulary (its terms by local id) and its docs' terms by local id.
 type LocalTerms = (Vec<String>, Vec<Vec<(u32, u32)>>);
 
 /// What one lookup found before reranking.
 struct Candidates {
+    /// The post looked up.
+    slot: u32,
     /// The post's own nearest posts by text, (slot, cosine), sorted by slot.
     mine: Vec<(u32, f32)>,
     /// The most similar older posts (or all, with `include_newer`), best first.
@@ -117,6 +124,8 @@ struct Candidates {
 pub struct Scratch {
     acc: Vec<f32>,
     touched: Vec<u32>,
+    /// The post being scored, as tf × idf² by term (zero elsewhere).
+    query: Vec<f32>,
 }
 
 impl RelatedIndex {
@@ -145,10 +154,10 @@ impl RelatedIndex {
             index.entries[*slot as usize].neighbours = candidates.mine.clone();
         }
         let lists = index
-            .on_all_cores(&slots, |slot, _| {
+            .on_all_cores(&slots, |slot, scratch| {
                 let (at, candidates) = &found[slot as usize];
                 debug_assert_eq!(*at, slot);
-                index.finish(candidates, params)
+                index.finish(candidates, params, scratch)
             })
             .into_iter()
             .map(|(slot, list)| (index.entries[slot as usize].id, list))
@@ -451,6 +460,7 @@ impl RelatedIndex {
         Scratch {
             acc: vec![0.0; self.entries.len()],
             touched: Vec::new(),
+            query: Vec::new(),
         }
     }
 
@@ -539,7 +549,7 @@ impl RelatedIndex {
     /// Ranks the accumulated candidates of `slot` (and clears `scratch`).
     fn rank(&self, slot: u32, params: Params, scratch: &mut Scratch) -> Vec<(i64, f32)> {
         let found = self.candidates(slot, params, scratch);
-        self.finish(&found, params)
+        self.finish(&found, params, scratch)
     }
 
     /// From an accumulated lookup of `slot` (cleared on the way): its own nearest posts
@@ -561,7 +571,7 @@ impl RelatedIndex {
             if list.len() == keep {
                 list[keep - 1].0
             } else {
-                params.min_score
+                CANDIDATE_FLOOR
             }
         };
         let my_tag_bound = if me.tags.is_empty() { 0.0 } else { TAG_SHARE };
@@ -603,7 +613,7 @@ impl RelatedIndex {
             let floor = if best.len() == keep {
                 best[keep - 1].0
             } else {
-                params.min_score
+                CANDIDATE_FLOOR
             };
             if (1.0 - TAG_SHARE) * cosine + tag_bound < floor {
                 continue;
@@ -627,23 +637,61 @@ impl RelatedIndex {
         }
         touched.clear();
         mine.sort_unstable_by_key(|(o, _)| *o);
-        Candidates { mine, best, newer }
+        Candidates {
+            slot,
+            mine,
+            best,
+            newer,
+        }
     }
 
     /// The related list from [`Self::candidates`], once every post's neighbours are
     /// known.
-    fn finish(&self, found: &Candidates, params: Params) -> Vec<(i64, f32)> {
-        let best = self.rerank(&found.mine, &found.best);
-        let newer = self.rerank(&found.mine, &found.newer);
+    fn finish(&self, found: &Candidates, params: Params, scratch: &mut Scratch) -> Vec<(i64, f32)> {
+        // The lookup ranked by the query's strongest terms alone; the few kept are
+        // scored on all their terms, and only then held to `min_score` (a long post's
+        // query leaves out most of what it shares with its neighbours).
+        let me = &self.entries[found.slot as usize];
+        let query = &mut scratch.query;
+        if query.len() < self.df.len() {
+            query.resize(self.df.len(), 0.0);
+        }
+        for (t, w) in &me.tf {
+            if let Some(idf) = self.idf(*t) {
+                query[*t as usize] = w * idf * idf / me.norm.max(1e-9);
+            }
+        }
+        let query = &*query;
+        let exact = |list: &[(f32, u32)]| -> Vec<(f32, u32)> {
+            list.iter()
+                .filter_map(|&(_, other)| {
+                    let them = &self.entries[other as usize];
+                    let dot: f32 = them.tf.iter().map(|(t, w)| w * query[*t as usize]).sum();
+                    let cosine = if them.norm > 0.0 {
+                        (dot / them.norm).min(1.0)
+                    } else {
+                        0.0
+                    };
+                    let similarity =
+                        (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
+                    (similarity >= params.min_score).then_some((similarity, other))
+                })
+                .collect()
+        };
+        let best = self.rerank(&found.mine, &exact(&found.best));
 
         let mut out: Vec<(i64, f32)> = Vec::with_capacity(params.count);
         let mut urls: Vec<&str> = Vec::new();
         let older = self.distinct(best, params.count, &mut urls, &mut out);
         if older < params.count {
+            let newer = self.rerank(&found.mine, &exact(&found.newer));
             // Too few older matches: newer ones fill the rest (the list settles once
             // enough older posts exist, which is what keeps lists stable).
             self.distinct(newer, params.count, &mut urls, &mut out);
             out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        for (t, _) in &me.tf {
+            scratch.query[*t as usize] = 0.0;
         }
         out
     }
@@ -1003,6 +1051,33 @@ mod tests {
         let (_, lists) = RelatedIndex::build_with_lists(docs, P);
         let listed: usize = lists.iter().map(|(_, l)| l.len()).sum();
         assert_eq!(listed, 0, "posts related by the default category alone");
+    }
+
+    #[test]
+    fn min_score_holds_on_all_shared_terms_not_only_the_query() {
+        // 2,000 posts: the 40 words of 402 of them are too common to be looked up (more
+        // than a tenth of the posts) but still say how alike two posts are.
+        let shared: Vec<String> = (0..40).map(|k| unique_word(100_000 + k)).collect();
+        let docs: Vec<IndexDoc> = (1..=2000usize)
+            .map(|id| {
+                let mut words: Vec<String> = (0..3).map(|k| unique_word(id * 3 + k)).collect();
+                if id <= 400 || id >= 1999 {
+                    words.extend(shared.iter().cloned());
+                }
+                if id >= 1999 {
+                    words.push(unique_word(900_000));
+                }
+                doc(id as i64, &words[0], &[], &words[1..].join(" "))
+            })
+            .collect();
+        let strict = Params {
+            min_score: 0.5,
+            ..P
+        };
+        let (_, lists) = RelatedIndex::build_with_lists(docs, strict);
+        let last = &lists.iter().find(|(id, _)| *id == 2000).unwrap().1;
+        // Found by their one rare word (a weak lookup score), kept on the full cosine.
+        assert!(last.iter().any(|(id, _)| *id == 1999), "{last:?}");
     }
 
     #[test]
