@@ -352,8 +352,10 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     let mut text = text.trim().to_owned();
     let mut cut = false;
     // The WordPress footer run into the excerpt (plain-text feeds flatten it in).
+    // (It is near the end: only the last bytes are searched.)
     let lower = text.to_ascii_lowercase();
-    if let Some(pos) = lower.rfind(" appeared first on ")
+    let tail = lower.floor_char_boundary(lower.len().saturating_sub(FOOTER_TAIL_BYTES));
+    if let Some(pos) = lower[tail..].rfind(" appeared first on ").map(|p| p + tail)
         && let Some(start) = lower[..pos].rfind("the post ")
         && is_first_on_footer(&lower[start..])
         && (start == 0
@@ -382,6 +384,10 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     }
     (text.to_owned(), false)
 }
+
+/// Bytes at the end of a paragraph searched for WordPress's run-in footer: a title of
+/// up to 300 characters, the site's name and the words between.
+const FOOTER_TAIL_BYTES: usize = 1_200;
 
 /// Rounds of [`strip_cut_marker`] on one paragraph.
 const MAX_STACKED_MARKERS: usize = 8;

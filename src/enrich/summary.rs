@@ -120,6 +120,7 @@ fn text_sentences(text: &str) -> Vec<String> {
 
 /// Chooses the best sentences that fit the budget and returns them in text order.
 fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usize) -> String {
+    let words: Vec<usize> = sentences.iter().map(|s| word_count(s)).collect();
     // Each sentence's terms as (term, count), sorted by term.
     let terms: Vec<Vec<(u32, f64)>> = ids
         .iter()
@@ -175,8 +176,7 @@ fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usiz
             // The lead usually states what the post is about; the bonus fades quickly.
             let lead = 0.25 / (1.0 + i as f64);
             // Very short sentences say little; very long ones eat the budget.
-            let words = word_count(sentences[i]) as f64;
-            let length = if words < 6.0 { -0.15 } else { 0.0 };
+            let length = if words[i] < 6 { -0.15 } else { 0.0 };
             (similarity + 0.2 * title_overlap + lead + length, i)
         })
         .collect();
@@ -185,10 +185,12 @@ fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usiz
     let mut chosen: Vec<usize> = Vec::new();
     let mut used = 0;
     for (_, i) in &scored {
-        let words = word_count(sentences[*i]);
-        if used + words <= budget {
+        if used + words[*i] <= budget {
             chosen.push(*i);
-            used += words;
+            used += words[*i];
+        }
+        if used == budget {
+            break; // every sentence has a word
         }
     }
     if chosen.is_empty() {
@@ -354,6 +356,9 @@ const NEVER_FINAL: &[&str] = &[
     "nov", "dec", "ed", "eds", "est", "dept",
 ];
 
+/// The longest entry of [`NEVER_FINAL`] and [`MAYBE_FINAL`], in chars.
+const ABBREVIATION_MAX_CHARS: usize = 6;
+
 /// Abbreviations that may also end a sentence; they do when a typical sentence opener
 /// follows.
 const MAYBE_FINAL: &[&str] = &[
@@ -395,34 +400,43 @@ pub fn split_sentences(block: &str) -> Vec<String> {
             i = end;
             continue;
         }
-        let next_word: String = chars[end..]
-            .iter()
-            .skip_while(|c| c.is_whitespace())
-            .take_while(|c| !c.is_whitespace())
-            .collect();
+        // The next word, chars[next..next_end].
+        let next = (end..chars.len())
+            .find(|j| !chars[*j].is_whitespace())
+            .unwrap_or(chars.len());
+        let next_end = (next..chars.len())
+            .find(|j| chars[*j].is_whitespace())
+            .unwrap_or(chars.len());
+        let next_word = &chars[next..next_end];
         let next_starts_lower = next_word
-            .chars()
+            .iter()
             .find(|c| c.is_alphanumeric())
             .is_some_and(|c| c.is_lowercase());
         let mut boundary = !next_starts_lower || next_word.is_empty();
         if boundary && c == '.' && end == i + 1 && !next_word.is_empty() {
-            let before: String = chars[start..i]
-                .iter()
+            // The word before the period, chars[word_start..i].
+            let word_start = (start..i)
                 .rev()
-                .take_while(|c| !c.is_whitespace() && !matches!(c, '(' | '"' | '\u{201c}'))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            let word = before.to_lowercase();
-            let initial = before.chars().count() == 1 && before.chars().all(|c| c.is_uppercase());
-            let next_lower = next_word
-                .trim_matches(|c: char| !c.is_alphanumeric())
-                .to_lowercase();
+                .find(|j| chars[*j].is_whitespace() || matches!(chars[*j], '(' | '"' | '\u{201c}'))
+                .map_or(start, |j| j + 1);
+            let before = &chars[word_start..i];
+            let initial = before.len() == 1 && before[0].is_uppercase();
+            // Every listed abbreviation is short: longer words need no lower-cased copy.
+            let word: String = if before.len() <= ABBREVIATION_MAX_CHARS {
+                before.iter().flat_map(|c| c.to_lowercase()).collect()
+            } else {
+                String::new()
+            };
             if initial || NEVER_FINAL.contains(&word.as_str()) {
                 boundary = false;
             } else if MAYBE_FINAL.contains(&word.as_str()) {
-                boundary = OPENERS.contains(&next_lower.as_str());
+                let next_lower: String = next_word
+                    .iter()
+                    .skip_while(|c| !c.is_alphanumeric())
+                    .flat_map(|c| c.to_lowercase())
+                    .collect();
+                let next_lower = next_lower.trim_end_matches(|c: char| !c.is_alphanumeric());
+                boundary = OPENERS.contains(&next_lower);
             }
         }
         if boundary {
