@@ -512,8 +512,10 @@ fn drop_unfinished(text: &str) -> String {
 }
 
 fn ends_sentence(s: &str) -> bool {
-    s.trim_end_matches(['"', '\'', '\u{201d}', '\u{2019}', ')'])
-        .ends_with(['.', '!', '?', '\u{2026}'])
+    s.trim_end_matches(['"', '\'', '\u{201d}', '\u{2019}', ')', '\u{300d}'])
+        .ends_with([
+            '.', '!', '?', '\u{2026}', '\u{3002}', '\u{ff01}', '\u{ff1f}',
+        ])
 }
 
 #[cfg(test)]

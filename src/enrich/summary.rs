@@ -256,8 +256,32 @@ fn terminated(s: &str) -> String {
 }
 
 fn ends_sentence(s: &str) -> bool {
-    let core = s.trim_end_matches(['"', '\'', '\u{201d}', '\u{2019}', ')', ']']);
-    core.ends_with(['.', '!', '?', '\u{2026}'])
+    let core = s.trim_end_matches(['"', '\'', '\u{201d}', '\u{2019}', ')', ']', '\u{300d}']);
+    core.ends_with([
+        '.', '!', '?', '\u{2026}', '\u{3002}', '\u{ff01}', '\u{ff1f}',
+    ])
+}
+
+/// Scripts written without spaces between words (kana, Han, Thai, Lao, Myanmar, Khmer).
+fn is_unspaced(c: char) -> bool {
+    matches!(c,
+        '\u{0e00}'..='\u{0eff}'
+            | '\u{1000}'..='\u{109f}'
+            | '\u{1780}'..='\u{17ff}'
+            | '\u{3040}'..='\u{30ff}'
+            | '\u{3400}'..='\u{4dbf}'
+            | '\u{4e00}'..='\u{9fff}'
+            | '\u{f900}'..='\u{faff}')
+}
+
+/// Words in one run of non-space text: one, or for unspaced scripts one per two of their
+/// characters, so that a budget in words bounds a Japanese or Thai summary too.
+fn token_words(token: &str) -> usize {
+    if token.is_ascii() {
+        return 1;
+    }
+    let unspaced = token.chars().filter(|c| is_unspaced(*c)).count();
+    unspaced.div_ceil(2).max(1)
 }
 
 /// Prose rather than a heading or a label: it ends like a sentence, or is long.
@@ -266,7 +290,7 @@ fn is_prose(s: &str) -> bool {
 }
 
 fn word_count(s: &str) -> usize {
-    s.split_whitespace().count()
+    s.split_whitespace().map(token_words).sum()
 }
 
 /// Cuts text to the budget: whole sentences when possible, else words and "…".
@@ -295,8 +319,32 @@ fn fit(text: &str, budget: usize) -> String {
     if !out.is_empty() {
         return out;
     }
-    let words: Vec<&str> = text.split_whitespace().take(budget).collect();
-    let mut cut = words.join(" ");
+    let mut cut = String::new();
+    let mut used = 0;
+    for token in text.split_whitespace() {
+        let words = token_words(token);
+        if used + words <= budget {
+            if !cut.is_empty() {
+                cut.push(' ');
+            }
+            cut.push_str(token);
+            used += words;
+            continue;
+        }
+        // Part of a run of unspaced script, two characters a word.
+        let room = (budget - used) * 2;
+        if room > 0 && token.chars().any(is_unspaced) {
+            let mut seen = 0;
+            if !cut.is_empty() {
+                cut.push(' ');
+            }
+            cut.extend(token.chars().take_while(|c| {
+                seen += usize::from(is_unspaced(*c));
+                seen <= room
+            }));
+        }
+        break;
+    }
     while cut.ends_with([',', ';', ':', '-', '\u{2013}', '\u{2014}']) {
         cut.pop();
     }
@@ -381,22 +429,38 @@ pub fn split_sentences(block: &str) -> Vec<String> {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        if !matches!(c, '.' | '!' | '?' | '\u{2026}') {
+        if !matches!(
+            c,
+            '.' | '!' | '?' | '\u{2026}' | '\u{3002}' | '\u{ff01}' | '\u{ff1f}'
+        ) {
             i += 1;
             continue;
         }
         // The run of terminal punctuation and closing quotes/brackets.
         let mut end = i + 1;
-        while end < chars.len() && matches!(chars[end], '.' | '!' | '?' | '\u{2026}') {
-            end += 1;
-        }
         while end < chars.len()
-            && matches!(chars[end], '"' | '\'' | '\u{201d}' | '\u{2019}' | ')' | ']')
+            && matches!(
+                chars[end],
+                '.' | '!' | '?' | '\u{2026}' | '\u{3002}' | '\u{ff01}' | '\u{ff1f}'
+            )
         {
             end += 1;
         }
-        // A boundary needs white space (or the end) after it.
-        if end < chars.len() && !chars[end].is_whitespace() {
+        while end < chars.len()
+            && matches!(
+                chars[end],
+                '"' | '\'' | '\u{201d}' | '\u{2019}' | ')' | ']' | '\u{300d}'
+            )
+        {
+            end += 1;
+        }
+        // A boundary needs white space (or the end) after it, except after the full-width
+        // marks of scripts written without spaces.
+        let wide = matches!(
+            chars[end - 1],
+            '\u{3002}' | '\u{ff01}' | '\u{ff1f}' | '\u{300d}'
+        );
+        if end < chars.len() && !chars[end].is_whitespace() && !wide {
             i = end;
             continue;
         }
@@ -463,6 +527,24 @@ mod tests {
 
     fn analyzer() -> Analyzer {
         Analyzer::new("english")
+    }
+
+    #[test]
+    fn a_post_in_japanese_gets_a_summary_within_the_budget() {
+        let paragraph = "\u{4eca}\u{65e5}\u{306f}\u{5929}\u{6c17}\u{304c}\u{826f}\u{304b}\u{3063}\u{305f}\u{306e}\u{3067}\u{3001}\u{516c}\u{5712}\u{3067}\u{30d1}\u{30f3}\u{3092}\u{713c}\u{304d}\u{307e}\u{3057}\u{305f}\u{3002}\u{751f}\u{5730}\u{306f}\u{4e00}\u{6669}\u{5bdd}\u{304b}\u{305b}\u{307e}\u{3057}\u{305f}\u{3002}";
+        let text: Vec<String> = (0..20).map(|_| paragraph.to_owned()).collect();
+        let text = text.join("\n");
+        assert_eq!(split_sentences(paragraph).len(), 2);
+        for budget in [5, 20, 60] {
+            let s = summarize(&analyzer(), "\u{30d1}\u{30f3}", &text, None, budget);
+            assert!(word_count(&s.text) <= budget, "{budget}: {}", s.text);
+            assert!(
+                s.text.chars().count() < text.chars().count() / 4,
+                "{}",
+                s.text
+            );
+            assert!(ends_sentence(&s.text), "{}", s.text);
+        }
     }
 
     #[test]
