@@ -361,11 +361,7 @@ fn clean(s: &str) -> String {
     while i < chars.len() {
         let c = chars[i];
         i += 1;
-        if c == '<'
-            && chars
-                .get(i)
-                .is_some_and(|n| n.is_ascii_alphabetic() || *n == '/' || *n == '!')
-        {
+        if c == '<' && looks_like_tag(&chars[i..]) {
             // A tag, if it closes soon; otherwise a literal '<'.
             if let Some(close) = chars[i..chars.len().min(i + 200)]
                 .iter()
@@ -394,6 +390,92 @@ fn clean(s: &str) -> String {
         });
     }
     out
+}
+
+/// Whether the text after a '<' opens an HTML tag or comment ("<b>", "</p>", "<!--"),
+/// rather than prose or code ("Option<T>", "Vec<String>", "a < b").
+fn looks_like_tag(after: &[char]) -> bool {
+    const ELEMENTS: &[&str] = &[
+        "a",
+        "abbr",
+        "article",
+        "aside",
+        "audio",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "center",
+        "cite",
+        "code",
+        "dd",
+        "del",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "font",
+        "footer",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "i",
+        "iframe",
+        "img",
+        "ins",
+        "li",
+        "mark",
+        "nav",
+        "ol",
+        "p",
+        "picture",
+        "pre",
+        "q",
+        "s",
+        "script",
+        "section",
+        "small",
+        "source",
+        "span",
+        "strong",
+        "style",
+        "sub",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "th",
+        "thead",
+        "time",
+        "tr",
+        "u",
+        "ul",
+        "video",
+        "wbr",
+    ];
+    match after.first() {
+        Some('!') => true,
+        Some('/') => looks_like_tag(&after[1..]),
+        _ => {
+            let name: String = after
+                .iter()
+                .take(11)
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .map(|c| c.to_ascii_lowercase())
+                .collect();
+            let ends = after
+                .get(name.len())
+                .is_some_and(|c| c.is_whitespace() || matches!(c, '>' | '/'));
+            ends && ELEMENTS.contains(&name.as_str())
+        }
+    }
 }
 
 /// Words after which a period never ends a sentence (titles, "e.g.", initials aside).
@@ -545,6 +627,18 @@ mod tests {
             );
             assert!(ends_sentence(&s.text), "{}", s.text);
         }
+    }
+
+    #[test]
+    fn keeps_code_that_looks_a_little_like_tags() {
+        assert_eq!(
+            clean("Use Option<T> or Vec<String> here, since 3 < 4."),
+            "Use Option\u{2039}T\u{203a} or Vec\u{2039}String\u{203a} here, since 3 \u{2039} 4."
+        );
+        assert_eq!(
+            clean("A <b>bold</b> move. <!-- x -->Next."),
+            "A bold move. Next."
+        );
     }
 
     #[test]
