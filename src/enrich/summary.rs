@@ -112,11 +112,30 @@ fn choose(
 /// The sentences of a post's text: each line (a block of the HTML) on its own, cleaned
 /// first so that words are counted as they will be shown.
 fn text_sentences(text: &str) -> Vec<String> {
-    text.lines()
-        .map(clean)
-        .flat_map(|line| split_sentences(&line))
-        .collect()
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines().map(clean) {
+        if line.is_empty() {
+            continue;
+        }
+        // Hard-wrapped plain text (a line break every 72 columns) runs on: a long line
+        // that stops mid-sentence and a next line that starts in lower case are one.
+        if let Some(last) = blocks.last_mut()
+            && !ends_sentence(last)
+            && !last.ends_with(':')
+            && word_count(last) >= WRAPPED_LINE_MIN_WORDS
+            && line.starts_with(|c: char| c.is_lowercase())
+        {
+            last.push(' ');
+            last.push_str(&line);
+            continue;
+        }
+        blocks.push(line);
+    }
+    blocks.iter().flat_map(|b| split_sentences(b)).collect()
 }
+
+/// Shortest line taken for a wrapped line of prose rather than a list item or label.
+const WRAPPED_LINE_MIN_WORDS: usize = 6;
 
 /// Chooses the best sentences that fit the budget and returns them in text order.
 fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usize) -> String {
@@ -722,6 +741,21 @@ mod tests {
                 "Salt",
                 "Time.",
                 "Lots of it."
+            ]
+        );
+    }
+
+    #[test]
+    fn hard_wrapped_lines_are_read_as_one_paragraph() {
+        let text = "We spent the weekend on the coast and the tides were\nhigher than the charts said. The harbour master\nshrugged.\nShopping list\nflour\nsalt";
+        assert_eq!(
+            text_sentences(text),
+            vec![
+                "We spent the weekend on the coast and the tides were higher than the charts said.",
+                "The harbour master shrugged.",
+                "Shopping list",
+                "flour",
+                "salt"
             ]
         );
     }
