@@ -332,6 +332,18 @@ impl RelatedIndex {
         if me.url_hash != 0 && them.url_hash == me.url_hash && them.url == me.url {
             return;
         }
+        // One neighbour per URL, as in lists: copies of one post would crowd out the rest.
+        if them.url_hash != 0
+            && let Some(k) = best.iter().position(|(o, _)| {
+                let kept = &self.entries[*o as usize];
+                kept.url_hash == them.url_hash && kept.url == them.url
+            })
+        {
+            if best[k].1 >= cosine {
+                return;
+            }
+            best.remove(k);
+        }
         let at = best
             .iter()
             .position(|(o, c)| cosine > *c || (cosine == *c && other < *o))
@@ -624,6 +636,19 @@ impl RelatedIndex {
             let similarity = (1.0 - TAG_SHARE) * cosine + TAG_SHARE * jaccard(&me.tags, &them.tags);
             if similarity < floor {
                 continue;
+            }
+            // One place per URL: copies of one post (aggregators, reposts) would fill the
+            // kept few and leave the list short once they are folded into one.
+            if them.url_hash != 0
+                && let Some(k) = best.iter().position(|(_, o)| {
+                    let kept = &self.entries[*o as usize];
+                    kept.url_hash == them.url_hash && kept.url == them.url
+                })
+            {
+                if best[k].0 >= similarity {
+                    continue;
+                }
+                best.remove(k);
             }
             let at = best
                 .iter()
@@ -1078,6 +1103,61 @@ mod tests {
         let last = &lists.iter().find(|(id, _)| *id == 2000).unwrap().1;
         // Found by their one rare word (a weak lookup score), kept on the full cosine.
         assert!(last.iter().any(|(id, _)| *id == 1999), "{last:?}");
+    }
+
+    #[test]
+    fn many_copies_of_one_post_take_one_place() {
+        // 31 copies of one baking post under one URL (more than the candidates kept),
+        // older than the post looked up, three other baking posts, and 40 posts on
+        // nothing in common: the list still holds three distinct posts.
+        let mut docs: Vec<IndexDoc> = (100..140usize)
+            .map(|id| {
+                let words: Vec<String> = (0..4).map(|k| unique_word(id * 4 + k)).collect();
+                doc(id as i64, &words[0], &[], &words[1..].join(" "))
+            })
+            .collect();
+        for id in 1..=31 {
+            let mut copy = doc(
+                id,
+                "Rye sourdough starter feeding",
+                &[],
+                "Feed the rye sourdough starter with flour and water twice a day.",
+            );
+            copy.url = Some("https://e.org/rye".into());
+            docs.push(copy);
+        }
+        docs.push(doc(
+            41,
+            "Baking bread with a starter",
+            &[],
+            "The sourdough starter and flour make the dough rise.",
+        ));
+        docs.push(doc(
+            42,
+            "Flour for bread",
+            &[],
+            "Rye flour and wheat flour in a sourdough loaf.",
+        ));
+        docs.push(doc(
+            43,
+            "Water in dough",
+            &[],
+            "More water makes a sourdough dough open; feed the starter.",
+        ));
+        docs.push(doc(
+            44,
+            "My rye starter",
+            &[],
+            "Feeding a rye sourdough starter with flour and water.",
+        ));
+        let (_, lists) = RelatedIndex::build_with_lists(docs, P);
+        let last = &lists.iter().find(|(id, _)| *id == 44).unwrap().1;
+        assert_eq!(last.len(), 3, "{last:?}");
+        assert_eq!(
+            last.iter().filter(|(id, _)| *id <= 31).count(),
+            1,
+            "{last:?}"
+        );
     }
 
     #[test]
