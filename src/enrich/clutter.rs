@@ -42,7 +42,7 @@ pub fn clean_text(text: &str) -> String {
 }
 
 fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
-    let mut out: Vec<String> = Vec::new();
+    let mut prose: Vec<String> = Vec::new();
     let mut in_section = false;
     for block in blocks {
         let text = block.text.trim();
@@ -63,7 +63,14 @@ fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
         if is_link_row(&block) || is_clutter_paragraph(text, &lower, block.words) {
             continue;
         }
-        let (kept, _) = strip_trailers(text);
+        prose.push(text.to_owned());
+    }
+    // A bare "…" is a cut only at the end of the text (an excerpt): within it, a
+    // paragraph that trails off ("And waited...") is the writer's own.
+    let last = prose.len().saturating_sub(1);
+    let mut out: Vec<String> = Vec::with_capacity(prose.len());
+    for (i, text) in prose.iter().enumerate() {
+        let (kept, _) = strip_trailers_within(text, i == last);
         if !kept.is_empty() {
             out.push(kept);
         }
@@ -349,6 +356,12 @@ fn is_arrow_or_mark(c: char) -> bool {
 /// unfinished sentence before it goes too (or gets "…" when it is all there is). Returns
 /// the text and whether a cut marker was found.
 pub fn strip_trailers(text: &str) -> (String, bool) {
+    strip_trailers_within(text, true)
+}
+
+/// [`strip_trailers`], where a bare closing ellipsis counts as a cut only when
+/// `bare_ellipsis` (at the end of a text, not inside it).
+fn strip_trailers_within(text: &str, bare_ellipsis: bool) -> (String, bool) {
     let mut text = text.trim().to_owned();
     let mut cut = false;
     // The WordPress footer run into the excerpt (plain-text feeds flatten it in).
@@ -370,7 +383,7 @@ pub fn strip_trailers(text: &str) -> (String, bool) {
     for _ in 0..MAX_STACKED_MARKERS {
         let before = text.len();
         text.truncate(text.trim_end().len());
-        if let Some(rest) = strip_cut_marker(&text) {
+        if let Some(rest) = strip_cut_marker(&text, bare_ellipsis) {
             text.truncate(rest);
             cut = true;
         }
@@ -398,7 +411,7 @@ const MARKER_TAIL_BYTES: usize = 400;
 
 /// The length `text` keeps once a cut marker is removed from its end, if it ends with one.
 /// Only the last [`MARKER_TAIL_BYTES`] are read.
-fn strip_cut_marker(text: &str) -> Option<usize> {
+fn strip_cut_marker(text: &str, bare_ellipsis: bool) -> Option<usize> {
     let from = text.floor_char_boundary(text.len().saturating_sub(MARKER_TAIL_BYTES));
     let head = &text[..from];
     let text = &text[from..];
@@ -423,7 +436,7 @@ fn strip_cut_marker(text: &str) -> Option<usize> {
             // A closing ellipsis is a cut only when it ends an unfinished sentence or
             // follows a cut phrase; "…and then it rained…" style prose keeps it.
             if (mark == "\u{2026}" || mark == "..." || mark == "&hellip;")
-                && rest.trim_end().ends_with(['.', '!', '?'])
+                && (!bare_ellipsis || rest.trim_end().ends_with(['.', '!', '?']))
             {
                 return None;
             }
@@ -700,6 +713,21 @@ mod tests {
         assert_eq!(
             trailer("Sunny. \u{130}\u{130}\u{130} K\u{130}L Read more \u{bb}"),
             "Sunny."
+        );
+    }
+
+    #[test]
+    fn a_paragraph_that_trails_off_inside_the_text_keeps_its_sentence() {
+        assert_eq!(
+            clean_html("<p>We waited for the ferry. And waited...</p><p>It came at noon.</p>"),
+            "We waited for the ferry. And waited...\nIt came at noon."
+        );
+        // At the end it is an excerpt's cut, as before.
+        assert_eq!(
+            clean_html(
+                "<p>It came at noon.</p><p>We waited for the ferry. And then the\u{2026}</p>"
+            ),
+            "It came at noon.\nWe waited for the ferry."
         );
     }
 
