@@ -184,9 +184,7 @@ impl RelatedIndex {
     /// Every doc's terms as (id, count) sorted by id, interning new terms, on all cores;
     /// the docs' term strings are dropped on the way (they are no longer needed).
     fn intern_all(&mut self, docs: &mut [IndexDoc]) -> Vec<Vec<(u32, u32)>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
+        let threads = worker_threads();
         let chunk = docs.len().div_ceil(threads).max(1);
         // Each part numbers its own terms first; then one vocabulary is made of the
         // parts' (small) vocabularies, and each part renumbers its docs.
@@ -218,13 +216,7 @@ impl RelatedIndex {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+            handles.into_iter().map(joined).collect()
         });
         let maps: Vec<Vec<u32>> = parts
             .iter()
@@ -253,13 +245,7 @@ impl RelatedIndex {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+            handles.into_iter().flat_map(joined).collect()
         })
     }
 
@@ -269,9 +255,7 @@ impl RelatedIndex {
         slots: &[u32],
         work: impl Fn(u32, &mut Scratch) -> T + Sync,
     ) -> Vec<(u32, T)> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
+        let threads = worker_threads();
         let chunk = slots.len().div_ceil(threads).max(1);
         let work = &work;
         std::thread::scope(|scope| {
@@ -286,13 +270,7 @@ impl RelatedIndex {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                })
-                .collect()
+            handles.into_iter().flat_map(joined).collect()
         })
     }
 
@@ -907,6 +885,20 @@ impl RelatedIndex {
         });
         self.slots.insert(doc.id, slot);
     }
+}
+
+/// Threads for work spread over all cores (at most 8).
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+/// A worker's result; a panic in it is raised again here, never dropped.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn jaccard(a: &[u32], b: &[u32]) -> f32 {
