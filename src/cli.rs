@@ -27,6 +27,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Which subscribers `list` and `export` read.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SubscriberSelection {
+    /// Only subscribers in this status: pending, confirmed, unsubscribed or bounced
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<crate::domain::SubscriberStatus>,
+    /// Only subscribers of this digest
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// At most this many (the lowest ids first)
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+fn parse_status(s: &str) -> Result<crate::domain::SubscriberStatus, String> {
+    crate::domain::SubscriberStatus::parse(s.trim()).ok_or_else(|| {
+        format!("no status {s:?} (statuses: pending, confirmed, unsubscribed, bounced)")
+    })
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config file and list every problem in it
@@ -105,16 +125,21 @@ pub enum SubscribersCommand {
         #[arg(long)]
         confirmed: bool,
     },
-    /// List subscribers
+    /// List subscribers, by id (streamed: any list size, constant memory)
     List {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        select: SubscriberSelection,
     },
     /// Delete a subscriber and their delivery history
     Remove { email: String },
-    /// Write all subscribers as CSV (email,name,digests,status) to standard output
+    /// Write subscribers as CSV (email,name,digests,status) to standard output, all of
+    /// them unless filtered
     Export {
+        #[command(flatten)]
+        select: SubscriberSelection,
         /// Make the file safe to open in a spreadsheet: a cell that starts with = + - @
         /// gets a leading ' (the plain export round-trips exactly; this one does not)
         #[arg(long)]

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 
 use super::{Outcome, open};
-use crate::cli::SubscribersCommand;
+use crate::cli::{SubscriberSelection, SubscribersCommand};
 use crate::config::Config;
 use crate::domain::{SubscriberEmail, SubscriberName, SubscriberStatus, shorten};
-use crate::store::{AddOutcome, ImportRow};
+use crate::store::{AddOutcome, ImportRow, SubscriberFilter};
 
 pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result<Outcome> {
     let herald = open(config).await?;
@@ -21,7 +21,8 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
         .iter()
         .map(|d| d.name.clone())
         .collect();
-    let mut out = std::io::stdout().lock();
+    // Buffered: a listing of a million rows is a million lines.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let outcome = match cmd {
         SubscribersCommand::Add {
             email,
@@ -104,49 +105,58 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
                 Outcome::Partial
             }
         }
-        SubscribersCommand::List { json } => {
-            let subscribers = herald.store.subscribers().await?;
-            // Rows stored before today's rules: listed, flagged, never fatal.
-            let failing: Vec<(String, String)> = subscribers
-                .iter()
-                .filter_map(|s| {
+        SubscribersCommand::List { json, select } => {
+            let filter = selection(select, &known)?;
+            let mut failing = 0usize;
+            let mut first = true;
+            if json {
+                write!(out, "[")?;
+            }
+            let listed = herald
+                .store
+                .each_subscriber(&filter, |s| {
+                    // Rows stored before today's rules: listed, flagged, never fatal.
                     let problem = s.email.check().err().or_else(|| {
                         s.name
                             .as_deref()
                             .and_then(|n| SubscriberName::check_stored(n).err())
-                    })?;
-                    Some((s.email.masked(), problem))
+                    });
+                    if let Some(problem) = problem {
+                        failing += 1;
+                        if failing <= 20 {
+                            eprintln!(
+                                "warning: subscriber {}: {problem} (their deliveries fail until it is corrected)",
+                                s.email.masked()
+                            );
+                        }
+                    }
+                    let written = if json {
+                        write_json_item(&mut out, &s, std::mem::take(&mut first))
+                    } else {
+                        writeln!(
+                            out,
+                            "{:>6}  {:<12}  {:<32}  {:<20}  {}",
+                            s.id,
+                            s.status.as_str(),
+                            s.email,
+                            shorten(
+                                &s.name.as_deref().unwrap_or("-").escape_debug().to_string(),
+                                40
+                            ),
+                            s.digests.join(",")
+                        )
+                    };
+                    written.map_err(output_failed)
                 })
-                .collect();
-            for (who, problem) in failing.iter().take(20) {
-                eprintln!(
-                    "warning: subscriber {who}: {problem} (their deliveries fail until it is corrected)"
-                );
+                .await?;
+            if json {
+                writeln!(out, "{}]", if listed == 0 { "" } else { "\n" })?;
             }
-            if failing.len() > 20 {
+            if failing > 20 {
                 eprintln!(
                     "warning: {} more subscribers fail today's rules",
-                    failing.len() - 20
+                    failing - 20
                 );
-            }
-            if json {
-                serde_json::to_writer_pretty(&mut out, &subscribers)?;
-                writeln!(out)?;
-            } else {
-                for s in &subscribers {
-                    writeln!(
-                        out,
-                        "{:>6}  {:<12}  {:<32}  {:<20}  {}",
-                        s.id,
-                        s.status.as_str(),
-                        s.email,
-                        shorten(
-                            &s.name.as_deref().unwrap_or("-").escape_debug().to_string(),
-                            40
-                        ),
-                        s.digests.join(",")
-                    )?;
-                }
             }
             Outcome::Success
         }
@@ -158,7 +168,11 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
             writeln!(out, "removed: {email}")?;
             Outcome::Success
         }
-        SubscribersCommand::Export { spreadsheet } => {
+        SubscribersCommand::Export {
+            select,
+            spreadsheet,
+        } => {
+            let filter = selection(select, &known)?;
             let mut writer = csv::Writer::from_writer(&mut out);
             writer.write_record(["email", "name", "digests", "status"])?;
             let cell = |s: &str| -> String {
@@ -168,20 +182,68 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
                     s.to_owned()
                 }
             };
-            for s in herald.store.subscribers().await? {
-                writer.write_record([
-                    cell(s.email.as_str()),
-                    cell(s.name.as_deref().unwrap_or("")),
-                    cell(&s.digests.join(";")),
-                    s.status.as_str().to_owned(),
-                ])?;
-            }
+            herald
+                .store
+                .each_subscriber(&filter, |s| {
+                    writer
+                        .write_record([
+                            cell(s.email.as_str()),
+                            cell(s.name.as_deref().unwrap_or("")),
+                            cell(&s.digests.join(";")),
+                            s.status.as_str().to_owned(),
+                        ])
+                        .map_err(|e| output_failed(e.into()))
+                })
+                .await?;
             writer.flush()?;
             Outcome::Success
         }
     };
+    out.flush()?;
     herald.store.close().await;
     Ok(outcome)
+}
+
+/// The store's filter for `list` and `export`; a digest must be configured.
+fn selection(select: SubscriberSelection, known: &[String]) -> Result<SubscriberFilter> {
+    if let Some(digest) = &select.digest
+        && !known.contains(digest)
+    {
+        bail!(
+            "no digest named \"{}\" (digests: {})",
+            digest.escape_debug(),
+            known.join(", ")
+        );
+    }
+    Ok(SubscriberFilter {
+        status: select.status,
+        digest: select.digest,
+        limit: select.limit,
+    })
+}
+
+/// One element of a streamed JSON array, laid out as `serde_json`'s pretty printer lays
+/// out a whole array (so a list of any size reads the same as one held in memory).
+fn write_json_item(
+    out: &mut impl Write,
+    item: &impl serde::Serialize,
+    first: bool,
+) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(item).map_err(std::io::Error::other)?;
+    out.write_all(if first { b"\n" } else { b",\n" })?;
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.write_all(b"\n")?;
+        }
+        out.write_all(b"  ")?;
+        out.write_all(line.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Standard output went away (a closed pipe, a full disk): the listing stops there.
+fn output_failed(e: std::io::Error) -> crate::store::Error {
+    crate::store::Error::Output(e)
 }
 
 /// The digests named, or all of them; every name must be configured.

@@ -18,6 +18,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -29,7 +30,7 @@ pub use confirmations::{
 pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
-pub use subscribers::{AddOutcome, ImportRow};
+pub use subscribers::{AddOutcome, ImportRow, SubscriberFilter};
 
 use crate::config::StoreUrl;
 
@@ -56,6 +57,9 @@ pub enum Error {
         what: &'static str,
         source: sqlx::Error,
     },
+    /// What the rows were streamed to could not take them (a closed pipe, a full disk).
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("store: {what}: malformed value {value:?} in the database")]
     Corrupt { what: &'static str, value: String },
 }
@@ -111,7 +115,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // A streamed listing lasts as long as its reader and a bulk queue of a large
+            // list takes seconds: slow statements are news for `HERALD_LOG=sqlx=info`,
+            // not a warning on every export.
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(1));
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(options)
@@ -136,6 +144,30 @@ impl Store {
         what: &'static str,
     ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.doing(what)
+    }
+
+    /// Rows of one table by status, as the tallies keep them (statuses with rows only).
+    pub(crate) async fn tallies(&self, name: &str) -> Result<Vec<(String, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, n FROM tallies WHERE name = ?1 AND n > 0 ORDER BY status",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .doing("read the tallies")?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, n.try_into().unwrap_or(0)))
+            .collect())
+    }
+
+    /// The store answers (`/healthz`): one trivial query, whatever the store's size.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .doing("reach the store")?;
+        Ok(())
     }
 
     /// Bytes the database takes (pages in use; the WAL comes on top until checkpointed).

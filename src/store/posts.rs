@@ -201,9 +201,16 @@ impl Store {
         let limit = filter
             .limit
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        // Newest first through `posts_by_date`, ending at the limit; one source's posts
+        // through its own rows, then sorted.
+        let source_clause = if filter.source.is_some() {
+            "WHERE s.name = ?1"
+        } else {
+            "WHERE ?1 IS NULL"
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {POST_COLUMNS} FROM posts p JOIN sources s ON s.id = p.source_id
-             WHERE (?1 IS NULL OR s.name = ?1)
+             {source_clause}
              ORDER BY coalesce(p.published_at, p.first_seen_at) DESC, p.id DESC
              LIMIT ?2"
         )))
@@ -225,9 +232,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<Post>> {
         let sources_json = serde_json::to_string(sources).unwrap_or_else(|_| "[]".into());
+        // A window with a start is a range of `posts_by_first_seen`, then sorted; one
+        // without (a feed, a first issue) is read newest first until the limit.
+        let after_clause = if after.is_some() {
+            "p.first_seen_at > ?1"
+        } else {
+            "?1 IS NULL"
+        };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {POST_COLUMNS} FROM posts p JOIN sources s ON s.id = p.source_id
-             WHERE (?1 IS NULL OR p.first_seen_at > ?1) AND p.first_seen_at <= ?2
+             WHERE {after_clause} AND p.first_seen_at <= ?2
                AND (json_array_length(?3) = 0 OR s.name IN (SELECT value FROM json_each(?3)))
              ORDER BY coalesce(p.published_at, p.first_seen_at) DESC, p.id DESC
              LIMIT ?4"
@@ -267,6 +281,9 @@ impl Store {
 
     /// How many posts are stored (optionally for one source).
     pub async fn count_posts(&self, source: Option<&str>) -> Result<u64> {
+        if source.is_none() {
+            return Ok(self.tallies("posts").await?.iter().map(|(_, n)| n).sum());
+        }
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM posts p JOIN sources s ON s.id = p.source_id WHERE (?1 IS NULL OR s.name = ?1)",
         )

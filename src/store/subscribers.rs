@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -18,6 +19,15 @@ pub type ImportRow = (
     Vec<String>,
     Option<SubscriberStatus>,
 );
+
+/// Which subscribers a listing or export reads.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriberFilter {
+    pub status: Option<SubscriberStatus>,
+    /// Only subscribers of this digest.
+    pub digest: Option<String>,
+    pub limit: Option<u64>,
+}
 
 /// What adding a subscriber did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +48,7 @@ impl AddOutcome {
 }
 
 const SUBSCRIBER_COLUMNS: &str = "s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at, s.token_nonce,
-     (SELECT group_concat(digest, ' ') FROM (SELECT digest FROM subscriptions x WHERE x.subscriber_id = s.id ORDER BY digest)) AS digests";
+     (SELECT group_concat(x.digest, ' ' ORDER BY x.digest) FROM subscriptions x WHERE x.subscriber_id = s.id) AS digests";
 
 impl Store {
     /// Adds a subscriber, or adds digests to a known one (matched case-insensitively).
@@ -78,15 +88,52 @@ impl Store {
         Ok(out)
     }
 
-    /// All subscribers, by id.
+    /// Subscribers matching `filter`, by id, one at a time to `each`: the rows are read
+    /// as a stream (constant memory at any list size), with each subscriber's digests
+    /// aggregated in the same pass through `subscriptions_by_subscriber`.
+    pub async fn each_subscriber(
+        &self,
+        filter: &SubscriberFilter,
+        mut each: impl FnMut(Subscriber) -> Result<()>,
+    ) -> Result<u64> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at, s.token_nonce,
+                    group_concat(x.digest, ' ' ORDER BY x.digest) AS digests
+             FROM subscribers s LEFT JOIN subscriptions x ON x.subscriber_id = s.id WHERE 1",
+        );
+        if let Some(status) = filter.status {
+            query.push(" AND s.status = ").push_bind(status.as_str());
+        }
+        if let Some(digest) = &filter.digest {
+            query
+                .push(" AND EXISTS (SELECT 1 FROM subscriptions y WHERE y.subscriber_id = s.id AND y.digest = ")
+                .push_bind(digest.as_str())
+                .push(")");
+        }
+        query.push(" GROUP BY s.id ORDER BY s.id");
+        if let Some(limit) = filter.limit {
+            query
+                .push(" LIMIT ")
+                .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let mut rows = query.build().fetch(&self.pool);
+        let mut n = 0;
+        while let Some(row) = rows.try_next().await.doing("list subscribers")? {
+            each(subscriber_from_row(&row)?)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// All subscribers, by id, in memory (small lists and tests; the CLI streams).
     pub async fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers s ORDER BY s.id"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .doing("list subscribers")?;
-        rows.iter().map(subscriber_from_row).collect()
+        let mut all = Vec::new();
+        self.each_subscriber(&SubscriberFilter::default(), |s| {
+            all.push(s);
+            Ok(())
+        })
+        .await?;
+        Ok(all)
     }
 
     pub async fn subscriber_by_email(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>> {
@@ -152,18 +199,10 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Subscribers by status.
+    /// Subscribers by status, from the tallies the store keeps (never a count of the
+    /// table: `/metrics` reads this on every scrape).
     pub async fn subscriber_counts(&self) -> Result<Vec<(String, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM subscribers GROUP BY status ORDER BY status",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .doing("count subscribers")?;
-        Ok(rows
-            .into_iter()
-            .map(|(s, n)| (s, n.try_into().unwrap_or(0)))
-            .collect())
+        self.tallies("subscribers").await
     }
 
     /// How many confirmed subscribers a digest has.

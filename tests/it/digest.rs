@@ -744,6 +744,60 @@ async fn subscribers_can_be_added_imported_listed_exported_and_removed() {
         "{stdout}"
     );
 
+    // Filters: by status, by digest, a limit; the same for export; an empty listing
+    // is still a JSON array.
+    let (code, _, _) = env
+        .run(&["subscribers", "add", "eve@example.org", "--digest", "daily"])
+        .await;
+    assert_eq!(code, 0);
+    let ids = |stdout: &str| -> Vec<String> {
+        let list: Vec<serde_json::Value> = serde_json::from_str(stdout).unwrap();
+        list.iter()
+            .map(|s| s["email"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, stdout, _) = env
+        .run(&["subscribers", "list", "--json", "--status", "pending"])
+        .await;
+    assert_eq!(ids(&stdout), ["eve@example.org"]);
+    let (_, stdout, _) = env
+        .run(&["subscribers", "list", "--json", "--digest", "weekly"])
+        .await;
+    assert_eq!(ids(&stdout), ["Ana@Example.org", "dee@example.org"]);
+    let (_, stdout, _) = env
+        .run(&[
+            "subscribers",
+            "list",
+            "--json",
+            "--status",
+            "confirmed",
+            "--digest",
+            "daily",
+            "--limit",
+            "2",
+        ])
+        .await;
+    assert_eq!(ids(&stdout), ["Ana@Example.org", "bo@example.org"]);
+    let (code, stdout, _) = env
+        .run(&["subscribers", "list", "--json", "--status", "bounced"])
+        .await;
+    assert_eq!((code, stdout.as_str()), (0, "[]\n"));
+    let (_, stdout, _) = env
+        .run(&["subscribers", "export", "--status", "pending"])
+        .await;
+    assert_eq!(
+        stdout,
+        "email,name,digests,status\neve@example.org,,daily,pending\n"
+    );
+    let (code, _, stderr) = env.run(&["subscribers", "list", "--status", "gone"]).await;
+    assert_eq!(code, 1, "usage errors exit 1: {stderr}");
+    assert!(stderr.contains("no status \"gone\""), "{stderr}");
+    let (code, _, stderr) = env
+        .run(&["subscribers", "export", "--digest", "hourly"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no digest named \"hourly\""), "{stderr}");
+
     let (code, stdout, _) = env.run(&["subscribers", "remove", "BO@example.org"]).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("removed"));
