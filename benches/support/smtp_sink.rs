@@ -6,6 +6,10 @@
 //! connection after a message's data instead of answering, advertise a SIZE and refuse
 //! what is bigger, or refuse a message's content (too big, a line too long, anything).
 //!
+//! It can also speak TLS, with a certificate for 127.0.0.1 and localhost signed by a
+//! test CA made when it starts (`ca_pem`, for herald's `smtp.ca_file`): implicit TLS
+//! from the first byte (`smtps://`) or STARTTLS.
+//!
 //! Shared by `tests/it` and `benches/digest.rs` via `#[path]`.
 
 #![allow(dead_code)]
@@ -15,8 +19,64 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+
+/// TLS the sink speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkTls {
+    /// Plain text (`smtp://`, `tls = "none"`).
+    None,
+    /// TLS from the first byte (`smtps://`).
+    Implicit,
+    /// STARTTLS offered in EHLO (`smtp://`, `tls = "required"`).
+    StartTls,
+}
+
+/// The sink's certificate and its test CA.
+struct Certificates {
+    ca_pem: String,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Certificates {
+    fn make() -> Self {
+        let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "herald test sink CA");
+        let ca_cert = ca.self_signed(&ca_key).expect("the CA certificate");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let leaf =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .expect("leaf params")
+                .signed_by(&key, &issuer)
+                .expect("the sink's certificate");
+        let chain = vec![leaf.der().clone(), ca_cert.der().clone()];
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server config");
+        Self {
+            ca_pem: ca_cert.pem(),
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        }
+    }
+}
+
+/// What a conversation ended with: the client left, or asked for STARTTLS.
+enum Ended<S> {
+    Closed,
+    StartTls(S),
+}
 
 /// One accepted message.
 #[derive(Debug, Clone)]
@@ -61,6 +121,9 @@ pub struct SmtpSink {
     keep: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    tls: SinkTls,
+    certificates: Option<Arc<Certificates>>,
+    first: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 impl SmtpSink {
@@ -71,6 +134,11 @@ impl SmtpSink {
 
     /// Starts a server; `keep = false` only counts messages (for benchmarks).
     pub async fn start_with(keep: bool) -> Self {
+        Self::start_tls(keep, SinkTls::None).await
+    }
+
+    /// Starts a server speaking `tls`.
+    pub async fn start_tls(keep: bool, tls: SinkTls) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -81,6 +149,9 @@ impl SmtpSink {
             keep: Arc::new(AtomicBool::new(keep)),
             accepted: Arc::default(),
             connections: Arc::default(),
+            tls,
+            certificates: (tls != SinkTls::None).then(|| Arc::new(Certificates::make())),
+            first: Arc::default(),
         };
         let server = sink.clone();
         tokio::spawn(async move {
@@ -95,9 +166,23 @@ impl SmtpSink {
         sink
     }
 
-    /// `smtp://127.0.0.1:PORT` for herald's config (with `tls = "none"`).
+    /// `smtp://127.0.0.1:PORT` for herald's config (with `tls = "none"`, or
+    /// `"required"` for STARTTLS), `smtps://…` for implicit TLS.
     pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
+        match self.tls {
+            SinkTls::Implicit => format!("smtps://{}", self.addr),
+            _ => format!("smtp://{}", self.addr),
+        }
+    }
+
+    /// The test CA's certificate (PEM), when the sink speaks TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.certificates.as_deref().map(|c| c.ca_pem.as_str())
+    }
+
+    /// The data of the first message accepted (kept even when `keep` is off).
+    pub fn first_message(&self) -> Option<Vec<u8>> {
+        self.first.lock().unwrap().clone()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -114,23 +199,51 @@ impl SmtpSink {
 
     async fn session(&self, stream: TcpStream) -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
-        let (read, mut write) = stream.into_split();
-        let mut reader = BufReader::with_capacity(64 * 1024, read);
         let refuse = self.behaviour.lock().unwrap().refuse_connections.clone();
         if let Some(line) = refuse {
-            write.write_all(format!("{line}\r\n").as_bytes()).await?;
+            let mut stream = stream;
+            stream.write_all(format!("{line}\r\n").as_bytes()).await?;
             return Ok(());
         }
-        write
-            .write_all(b"220 sink.test ESMTP herald test sink\r\n")
-            .await?;
+        let acceptor = self.certificates.as_ref().map(|c| c.acceptor.clone());
+        match (self.tls, acceptor) {
+            (SinkTls::Implicit, Some(acceptor)) => {
+                let stream = acceptor.accept(stream).await?;
+                self.converse(stream, true, false).await.map(|_| ())
+            }
+            (SinkTls::StartTls, Some(acceptor)) => match self.converse(stream, true, true).await? {
+                Ended::Closed => Ok(()),
+                Ended::StartTls(stream) => {
+                    let stream = acceptor.accept(stream).await?;
+                    self.converse(stream, false, false).await.map(|_| ())
+                }
+            },
+            _ => self.converse(stream, true, false).await.map(|_| ()),
+        }
+    }
+
+    /// One SMTP conversation on `stream` (after a greeting when `greet`), offering
+    /// STARTTLS when `offer_starttls`.
+    async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: S,
+        greet: bool,
+        offer_starttls: bool,
+    ) -> std::io::Result<Ended<S>> {
+        // One buffered stream for both directions: BufReader passes writes through.
+        let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        if greet {
+            reader
+                .write_all(b"220 sink.test ESMTP herald test sink\r\n")
+                .await?;
+        }
         let mut line = String::new();
         let mut mail_from = String::new();
         let mut rcpt_to: Vec<String> = Vec::new();
         loop {
             line.clear();
             if reader.read_line(&mut line).await? == 0 {
-                return Ok(());
+                return Ok(Ended::Closed);
             }
             let command = line.trim_end().to_owned();
             let upper = command.to_ascii_uppercase();
@@ -146,23 +259,30 @@ impl SmtpSink {
                 } else {
                     format!("250-SIZE {size}\r\n")
                 };
-                write
+                reader
                     .write_all(
-                        format!("250-sink.test\r\n250-8BITMIME\r\n{size}250 SMTPUTF8\r\n")
-                            .as_bytes(),
+                        format!(
+                            "250-sink.test\r\n250-8BITMIME\r\n{size}{}250 SMTPUTF8\r\n",
+                            if offer_starttls {
+                                "250-STARTTLS\r\n"
+                            } else {
+                                ""
+                            }
+                        )
+                        .as_bytes(),
                     )
                     .await?;
             } else if upper.starts_with("HELO") {
-                write.write_all(b"250 sink.test\r\n").await?;
+                reader.write_all(b"250 sink.test\r\n").await?;
             } else if upper.starts_with("MAIL FROM:") {
                 let reject = self.behaviour.lock().unwrap().reject_sender.clone();
                 if let Some(line) = reject {
-                    write.write_all(format!("{line}\r\n").as_bytes()).await?;
+                    reader.write_all(format!("{line}\r\n").as_bytes()).await?;
                     continue;
                 }
                 mail_from = address_in(&command);
                 rcpt_to.clear();
-                write.write_all(b"250 2.1.0 Ok\r\n").await?;
+                reader.write_all(b"250 2.1.0 Ok\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let rcpt = address_in(&command);
                 let reply = {
@@ -181,20 +301,20 @@ impl SmtpSink {
                     }
                 };
                 match reply {
-                    Some(reply) => write.write_all(format!("{reply}\r\n").as_bytes()).await?,
+                    Some(reply) => reader.write_all(format!("{reply}\r\n").as_bytes()).await?,
                     None => {
                         rcpt_to.push(rcpt);
-                        write.write_all(b"250 2.1.5 Ok\r\n").await?;
+                        reader.write_all(b"250 2.1.5 Ok\r\n").await?;
                     }
                 }
             } else if upper == "DATA" {
                 if rcpt_to.is_empty() {
-                    write
+                    reader
                         .write_all(b"503 5.5.1 No valid recipients\r\n")
                         .await?;
                     continue;
                 }
-                write
+                reader
                     .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     .await?;
                 let data = read_data(&mut reader).await?;
@@ -206,7 +326,7 @@ impl SmtpSink {
                     b.drop_after_data.len() != before
                 };
                 if cut {
-                    return Ok(()); // the connection drops: no reply, nothing accepted
+                    return Ok(Ended::Closed); // the connection drops: no reply, nothing accepted
                 }
                 let refusal = {
                     let b = self.behaviour.lock().unwrap();
@@ -229,10 +349,13 @@ impl SmtpSink {
                 };
                 if let Some(line) = refusal {
                     rcpt_to.clear();
-                    write.write_all(format!("{line}\r\n").as_bytes()).await?;
+                    reader.write_all(format!("{line}\r\n").as_bytes()).await?;
                     continue;
                 }
                 let n = self.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 1 {
+                    *self.first.lock().unwrap() = Some(data.clone());
+                }
                 if self.keep.load(Ordering::Relaxed) {
                     self.received.lock().unwrap().push(Received {
                         mail_from: mail_from.clone(),
@@ -242,20 +365,26 @@ impl SmtpSink {
                 } else {
                     rcpt_to.clear();
                 }
-                write
+                reader
                     .write_all(format!("250 2.0.0 Ok: queued as {n}\r\n").as_bytes())
                     .await?;
+            } else if upper == "STARTTLS" && offer_starttls {
+                reader
+                    .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                    .await?;
+                reader.flush().await?;
+                return Ok(Ended::StartTls(reader.into_inner()));
             } else if upper == "RSET" {
                 mail_from.clear();
                 rcpt_to.clear();
-                write.write_all(b"250 2.0.0 Ok\r\n").await?;
+                reader.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper == "NOOP" {
-                write.write_all(b"250 2.0.0 Ok\r\n").await?;
+                reader.write_all(b"250 2.0.0 Ok\r\n").await?;
             } else if upper == "QUIT" {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
-                return Ok(());
+                reader.write_all(b"221 2.0.0 Bye\r\n").await?;
+                return Ok(Ended::Closed);
             } else {
-                write
+                reader
                     .write_all(b"502 5.5.2 Command not recognized\r\n")
                     .await?;
             }

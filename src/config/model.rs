@@ -188,6 +188,17 @@ pub struct SmtpConfig {
     pub retry_attempts: u32,
     /// Largest message herald builds, in bytes; a relay's smaller `SIZE` wins.
     pub max_message_size: u64,
+    /// Extra root certificates trusted for the relay (`ca_file`: a private relay's CA),
+    /// besides the system's.
+    pub ca_file: Option<CaFile>,
+}
+
+/// `smtp.ca_file`, read and checked when the config loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// Each certificate of the file, DER-encoded.
+    pub certificates: Vec<Vec<u8>>,
 }
 
 /// A parsed `smtp.url`.

@@ -383,6 +383,16 @@ fn read_smtp(
         Some(n) => Some(n),
         None => Some(10 * 1024 * 1024),
     };
+    let ca_file = match t.string(p, "ca_file") {
+        Some(given) => match read_ca_file(Path::new(&given.value)) {
+            Ok(ca) => Some(Some(ca)),
+            Err(problem) => {
+                p.at(&given.span, &given.key, problem);
+                None
+            }
+        },
+        None => Some(None),
+    };
     let mut transport = transport?;
     if let (SmtpTransport::Smtp { tls: current, .. }, Some(tls)) = (&mut transport, tls) {
         if *current == SmtpTls::Implicit {
@@ -406,6 +416,40 @@ fn read_smtp(
         timeout,
         retry_attempts,
         max_message_size: max_message_size?,
+        ca_file: ca_file?,
+    })
+}
+
+/// Reads `smtp.ca_file`: PEM, at least one certificate, each one parseable.
+fn read_ca_file(path: &Path) -> Result<CaFile, String> {
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let certificates = CertificateDer::pem_slice_iter(&bytes)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not a PEM certificate file: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{shown} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    // The same check the TLS stack makes, now rather than at the first send.
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for (i, der) in certificates.iter().enumerate() {
+        roots
+            .add(CertificateDer::from(der.as_slice()))
+            .map_err(|e| {
+                format!(
+                    "certificate {} in {shown} is not usable as a CA: {e}",
+                    i + 1
+                )
+            })?;
+    }
+    Ok(CaFile {
+        path: path.to_path_buf(),
+        certificates,
     })
 }
 

@@ -1070,3 +1070,87 @@ async fn a_relay_without_starttls_is_one_clear_error_with_the_fix() {
     assert!(out.contains("smtp: FAILED:") && out.contains(fix), "{out}");
     assert!(out.contains("source blog: ok: 2 entries"), "{out}");
 }
+
+/// A digest through a TLS-speaking relay on loopback, implicit (`smtps://`) and
+/// STARTTLS, trusted through `smtp.ca_file`; without the CA, one clear error.
+#[tokio::test]
+async fn smtps_and_starttls_deliver_through_a_relay_trusted_by_ca_file() {
+    use crate::smtp_sink::SinkTls;
+    let feed = FeedServer::start(fixture("rss20-media.xml")).await;
+    for mode in [SinkTls::Implicit, SinkTls::StartTls] {
+        let sink = SmtpSink::start_tls(true, mode).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("relay-ca.pem");
+        std::fs::write(&ca, sink.ca_pem().unwrap()).unwrap();
+        let tls = if mode == SinkTls::StartTls {
+            "tls = \"required\"\n"
+        } else {
+            ""
+        };
+        let smtp = |ca_file: &str| {
+            format!(
+                "{}[smtp]\nurl = \"{}\"\n{tls}{ca_file}from = \"News <news@example.org>\"\n\n\
+                 [[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\n",
+                source("blog", &feed.url("/feed.xml")),
+                sink.url()
+            )
+        };
+        // Without the CA: the relay's certificate is not trusted, and the error says how.
+        let env = TestEnv::new(&smtp(""));
+        let (code, _, _) = env
+            .run(&["subscribers", "add", "ana@example.org", "--confirmed"])
+            .await;
+        assert_eq!(code, 0);
+        let (code, out, _) = env.run(&["check-config", "--connect"]).await;
+        assert_eq!(code, 2, "{mode:?}: {out}");
+        assert!(
+            out.contains("smtp: FAILED:") && out.contains("TLS handshake"),
+            "{mode:?}: {out}"
+        );
+        assert_eq!(sink.accepted(), 0);
+
+        // With it: delivered, encrypted all the way.
+        let env = TestEnv::new(&smtp(&format!("ca_file = \"{}\"\n", ca.display())));
+        for who in ["ana@example.org", "bo@example.org"] {
+            let (code, _, _) = env.run(&["subscribers", "add", who, "--confirmed"]).await;
+            assert_eq!(code, 0);
+        }
+        let (code, out, _) = env.run(&["check-config", "--connect"]).await;
+        assert_eq!(code, 0, "{mode:?}: {out}");
+        let (code, stdout, stderr) = env.run(&["digest", "send", "weekly", "--force"]).await;
+        assert_eq!(code, 0, "{mode:?}: {stdout}{stderr}");
+        let mut to: Vec<String> = sink
+            .received()
+            .into_iter()
+            .flat_map(|m| m.rcpt_to)
+            .collect();
+        to.sort();
+        assert_eq!(to, ["ana@example.org", "bo@example.org"], "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_ca_file_that_is_missing_or_not_pem_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello, I am a text file\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (path, expected) in [
+        (&not_pem, "holds no certificate"),
+        (&missing, "cannot read"),
+    ] {
+        let env = TestEnv::new(&format!(
+            "[smtp]\nurl = \"smtps://127.0.0.1:1\"\nca_file = \"{}\"\nfrom = \"News <news@example.org>\"\n",
+            path.display()
+        ));
+        let (code, out, err) = env.run(&["check-config"]).await;
+        assert_eq!(code, 1, "{out}{err}");
+        let all = format!("{out}{err}");
+        assert!(
+            all.contains("smtp.ca_file")
+                && all.contains(expected)
+                && all.contains(&path.display().to_string()),
+            "{all}"
+        );
+    }
+}
