@@ -586,11 +586,37 @@ async fn transact(
             .map_err(step(Stage::Rcpt))?;
     }
     conn.command(Data).await.map_err(step(Stage::Data))?;
-    let response = conn.message(bytes).await.map_err(step(Stage::Content))?;
+    // The content in one write, dot-stuffed here: lettre's `message` stuffs a byte at a
+    // time and writes the closing dot separately (a tenth of a digest send's CPU).
+    let response = match std::str::from_utf8(bytes) {
+        Ok(text) => conn.command(Content(text)).await,
+        Err(_) => conn.message(bytes).await,
+    }
+    .map_err(step(Stage::Content))?;
     let text: Vec<&str> = response.message().collect();
     Ok(format!("{} {}", response.code(), text.join(" "))
         .trim()
         .to_owned())
+}
+
+/// A message's content as DATA sends it (RFC 5321 4.5.2): a dot that starts a line is
+/// doubled, and the lone dot ends it. Formatted once into the buffer lettre writes.
+struct Content<'a>(&'a str);
+
+impl std::fmt::Display for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        if rest.starts_with('.') {
+            f.write_str(".")?;
+        }
+        while let Some(at) = rest.find("\r\n.") {
+            f.write_str(&rest[..at + 2])?;
+            f.write_str(".")?;
+            rest = &rest[at + 2..];
+        }
+        f.write_str(rest)?;
+        f.write_str("\r\n.\r\n")
+    }
 }
 
 /// lettre's error for one step, as a [`SendError`]: the reply code from its typed
@@ -672,6 +698,21 @@ async fn write_eml(dir: &Path, stem: &str, bytes: &[u8]) -> Result<String, SendE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_is_dot_stuffed_like_lettre_does_it() {
+        for (message, sent) in [
+            ("Hi\r\n", "Hi\r\n\r\n.\r\n"),
+            (
+                ".lead\r\n.\r\nx.y\r\n..two",
+                "..lead\r\n..\r\nx.y\r\n...two\r\n.\r\n",
+            ),
+            ("a\n.bare-lf\r\n", "a\n.bare-lf\r\n\r\n.\r\n"),
+            ("", "\r\n.\r\n"),
+        ] {
+            assert_eq!(Content(message).to_string(), sent, "{message:?}");
+        }
+    }
 
     #[test]
     fn reads_the_relays_size_from_ehlo() {
