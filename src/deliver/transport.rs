@@ -202,7 +202,12 @@ impl Transport {
                             pool.timeout.as_secs()
                         )))
                     })?;
-                let tls = if conn.is_encrypted() { "TLS" } else { "no TLS" };
+                // Implicit TLS is our own stream, which lettre cannot see into.
+                let tls = if conn.is_encrypted() || pool.tls == SmtpTls::Implicit {
+                    "TLS"
+                } else {
+                    "no TLS"
+                };
                 let login = if pool.credentials.is_some() {
                     ", logged in"
                 } else {

@@ -1117,6 +1117,10 @@ async fn smtps_and_starttls_deliver_through_a_relay_trusted_by_ca_file() {
         }
         let (code, out, _) = env.run(&["check-config", "--connect"]).await;
         assert_eq!(code, 0, "{mode:?}: {out}");
+        assert!(
+            out.contains("TLS") && !out.contains("no TLS"),
+            "{mode:?}: {out}"
+        );
         let (code, stdout, stderr) = env.run(&["digest", "send", "weekly", "--force"]).await;
         assert_eq!(code, 0, "{mode:?}: {stdout}{stderr}");
         let mut to: Vec<String> = sink
