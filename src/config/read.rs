@@ -425,6 +425,13 @@ fn read_ca_file(path: &Path) -> Result<CaFile, String> {
     use tokio_rustls::rustls::pki_types::CertificateDer;
     use tokio_rustls::rustls::pki_types::pem::PemObject;
     let shown = path.display();
+    // A regular file of sane size: a device or a FIFO here would hang every command.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.is_file() || meta.len() > 1024 * 1024 {
+        return Err(format!(
+            "{shown} is not a PEM file of at most 1 MiB (a regular file of certificates)"
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
     let certificates = CertificateDer::pem_slice_iter(&bytes)
         .map(|c| c.map(|c| c.to_vec()))

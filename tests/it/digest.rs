@@ -1139,9 +1139,11 @@ async fn a_ca_file_that_is_missing_or_not_pem_is_refused_by_name() {
     let not_pem = dir.path().join("not-a-ca.pem");
     std::fs::write(&not_pem, "hello, I am a text file\n").unwrap();
     let missing = dir.path().join("missing.pem");
+    let device = std::path::PathBuf::from("/dev/zero");
     for (path, expected) in [
         (&not_pem, "holds no certificate"),
         (&missing, "cannot read"),
+        (&device, "not a PEM file of at most 1 MiB"),
     ] {
         let env = TestEnv::new(&format!(
             "[smtp]\nurl = \"smtps://127.0.0.1:1\"\nca_file = \"{}\"\nfrom = \"News <news@example.org>\"\n",
