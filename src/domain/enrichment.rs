@@ -46,7 +46,7 @@ pub struct PostSummary {
 pub struct Enriched {
     pub id: PostId,
     pub summary: PostSummary,
-    pub terms: Vec<(String, u32)>,
+    pub terms: Terms,
 }
 
 /// What the related-posts index needs to know about a post (stored, so that the index is
@@ -59,31 +59,73 @@ pub struct IndexDoc {
     pub url: Option<String>,
     pub tags: Vec<String>,
     /// Weighted term counts.
-    pub terms: Vec<(String, u32)>,
+    pub terms: Terms,
 }
 
-/// Encodes weighted terms for the store: `stem count stem count …`.
-pub fn encode_terms(terms: &[(String, u32)]) -> String {
-    let mut out = String::with_capacity(terms.len() * 10);
-    for (i, (term, count)) in terms.iter().enumerate() {
-        if i > 0 {
+/// A post's weighted index terms in the form the store keeps them: `stem count stem
+/// count …`, each stem once, in the order the post first uses it (title, tags, body).
+///
+/// One string per post rather than a string per term: a long post has hundreds of terms,
+/// and a rebuild of the related index reads every post's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Terms(String);
+
+impl Terms {
+    /// Terms as the store holds them; malformed pairs are skipped when read.
+    pub fn from_encoded(encoded: String) -> Self {
+        Self(encoded)
+    }
+
+    /// Terms from (stem, count) pairs; a stem holds no white space (it is one word).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
+        let mut out = String::new();
+        for (term, count) in pairs {
+            out.push_str(term);
+            out.push(' ');
+            push_count(&mut out, count);
             out.push(' ');
         }
-        out.push_str(term);
-        out.push(' ');
-        out.push_str(&count.to_string());
+        out.pop();
+        Self(out)
     }
-    out
+
+    /// The stored form.
+    pub fn encoded(&self) -> &str {
+        &self.0
+    }
+
+    /// (stem, count) pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        let mut parts = self.0.split(' ');
+        std::iter::from_fn(move || {
+            loop {
+                let (term, count) = (parts.next()?, parts.next()?);
+                if let Ok(count) = count.parse() {
+                    return Some((term, count));
+                }
+            }
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
 }
 
-/// Decodes [`encode_terms`]; malformed pairs are skipped.
-pub fn decode_terms(s: &str) -> Vec<(String, u32)> {
-    let mut out = Vec::new();
-    let mut parts = s.split(' ');
-    while let (Some(term), Some(count)) = (parts.next(), parts.next()) {
-        if let Ok(count) = count.parse() {
-            out.push((term.to_owned(), count));
+/// Appends `n` in decimal, without the formatting machinery (it runs for every term).
+fn push_count(out: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    out
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
 }

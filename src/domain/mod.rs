@@ -11,7 +11,7 @@ mod source;
 mod subscriber;
 pub mod token;
 
-pub use enrichment::{Enriched, IndexDoc, PostSummary, SummarySource, decode_terms, encode_terms};
+pub use enrichment::{Enriched, IndexDoc, PostSummary, SummarySource, Terms};
 pub use issue::{DeliveryStatus, Issue, IssueId, IssueStatus};
 pub(crate) use post::hex;
 pub use post::{NewPost, Post, PostId, RelatedPost, StableId};

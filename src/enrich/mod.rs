@@ -13,12 +13,13 @@
 //! | related | [`related`] | TF-IDF cosine + tag overlap over an incremental inverted index |
 
 pub mod clutter;
+mod intern;
 pub mod related;
 pub mod summary;
 pub mod text;
 
 use crate::config::EnrichConfig;
-use crate::domain::{Enriched, IndexDoc, Post};
+use crate::domain::{Enriched, IndexDoc, Post, Terms};
 use related::Params;
 use text::Analyzer;
 
@@ -100,7 +101,7 @@ impl Enricher {
 }
 
 /// The related-index entry of a post, from its enrichment.
-pub fn doc_for(post: &Post, terms: Vec<(String, u32)>) -> IndexDoc {
+pub fn doc_for(post: &Post, terms: Terms) -> IndexDoc {
     IndexDoc {
         id: post.id.0,
         date: (post.display_date().timestamp_millis(), post.id.0),

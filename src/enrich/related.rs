@@ -30,7 +30,8 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::domain::IndexDoc;
+use super::intern::Interner;
+use crate::domain::{IndexDoc, Terms};
 
 /// How many of a post's terms a query uses.
 pub const QUERY_TERMS: usize = 100;
@@ -83,7 +84,7 @@ struct Entry {
 /// The index; build it once, then insert posts as they arrive.
 #[derive(Default)]
 pub struct RelatedIndex {
-    vocab: HashMap<String, u32>,
+    vocab: Interner,
     df: Vec<u32>,
     postings: Vec<Vec<(u32, f32)>>,
     tag_ids: HashMap<String, u32>,
@@ -106,7 +107,7 @@ impl std::fmt::Debug for RelatedIndex {
 const CANDIDATE_FLOOR: f32 = 0.005;
 
 /// One part's own vocabulary (its terms by local id) and its docs' terms by local id.
-type LocalTerms = (Vec<String>, Vec<Vec<(u32, u32)>>);
+type LocalTerms = (Interner, Vec<Vec<(u32, u32)>>);
 
 /// What one lookup found before reranking.
 struct Candidates {
@@ -126,6 +127,10 @@ pub struct Scratch {
     touched: Vec<u32>,
     /// The post being scored, as tf × idf² by term (zero elsewhere).
     query: Vec<f32>,
+    /// By slot: shares one of the query's (not too common) tags; false between lookups.
+    tagged: Vec<bool>,
+    /// How many of the query's tags are too common to bring candidates.
+    common_tags: usize,
 }
 
 impl RelatedIndex {
@@ -193,22 +198,14 @@ impl RelatedIndex {
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
-                        let mut local: HashMap<&str, u32> = HashMap::default();
-                        let mut words: Vec<String> = Vec::new();
+                        let mut words = Interner::default();
                         let ids = part
                             .iter()
                             .map(|doc| {
                                 doc.terms
                                     .iter()
                                     .filter(|(_, c)| *c > 0)
-                                    .map(|(term, count)| {
-                                        let next = local.len() as u32;
-                                        let id = *local.entry(term.as_str()).or_insert_with(|| {
-                                            words.push(term.clone());
-                                            next
-                                        });
-                                        (id, *count)
-                                    })
+                                    .map(|(term, count)| (words.intern(term).0, count))
                                     .collect()
                             })
                             .collect();
@@ -230,7 +227,7 @@ impl RelatedIndex {
                 .map(|(((_, ids), map), part)| {
                     scope.spawn(move || {
                         for doc in part.iter_mut() {
-                            doc.terms = Vec::new();
+                            doc.terms = Terms::default();
                         }
                         ids.into_iter()
                             .map(|mut terms: Vec<(u32, u32)>| {
@@ -451,6 +448,8 @@ impl RelatedIndex {
             acc: vec![0.0; self.entries.len()],
             touched: Vec::new(),
             query: Vec::new(),
+            tagged: vec![false; self.entries.len()],
+            common_tags: 0,
         }
     }
 
@@ -470,6 +469,7 @@ impl RelatedIndex {
         let me = &self.entries[slot as usize];
         if scratch.acc.len() < self.entries.len() {
             scratch.acc.resize(self.entries.len(), 0.0);
+            scratch.tagged.resize(self.entries.len(), false);
         }
 
         // The query: the post's strongest terms, weighted as in its own unit vector.
@@ -516,6 +516,7 @@ impl RelatedIndex {
             }
         }
         // Posts that share a tag are candidates even without a strong shared term.
+        scratch.common_tags = 0;
         if !with_tags {
             return;
         }
@@ -524,9 +525,11 @@ impl RelatedIndex {
             // tells nothing: like a common term, it brings no candidates.
             let holders = &self.tag_postings[*tag as usize];
             if holders.len() > common {
+                scratch.common_tags += 1;
                 continue;
             }
             for &other in holders {
+                scratch.tagged[other as usize] = true;
                 let cell = &mut acc[other as usize];
                 if *cell == 0.0 {
                     *cell = f32::MIN_POSITIVE;
@@ -564,10 +567,23 @@ impl RelatedIndex {
                 CANDIDATE_FLOOR
             }
         };
-        let my_tag_bound = if me.tags.is_empty() { 0.0 } else { TAG_SHARE };
+        // The most tag overlap can add, without reading the other post: a post that
+        // shares none of the query's marked tags shares at most its common ones, and
+        // Jaccard is at most shared / (the query's tags).
+        let unmarked_tag_bound = if me.tags.is_empty() {
+            0.0
+        } else {
+            TAG_SHARE * scratch.common_tags as f32 / me.tags.len() as f32
+        };
+        let tagged = &mut scratch.tagged;
         for &other in touched.iter() {
             let cosine = acc[other as usize].min(1.0);
             acc[other as usize] = 0.0;
+            let my_tag_bound = if std::mem::take(&mut tagged[other as usize]) {
+                TAG_SHARE
+            } else {
+                unmarked_tag_bound
+            };
             // Cheapest bound first, before reading the other post: most candidates can
             // neither be a neighbour nor make either list.
             let near = cosine >= NEIGHBOUR_MIN
@@ -595,10 +611,10 @@ impl RelatedIndex {
                 &mut best
             };
             // Cheap bound first: most candidates cannot make the list.
-            let tag_bound = if me.tags.is_empty() || them.tags.is_empty() {
+            let tag_bound = if them.tags.is_empty() {
                 0.0
             } else {
-                TAG_SHARE
+                my_tag_bound
             };
             let floor = if best.len() == keep {
                 best[keep - 1].0
@@ -798,23 +814,19 @@ impl RelatedIndex {
 
     /// The id of `term`, a new one when it is new.
     fn term_id(&mut self, term: &str) -> u32 {
-        match self.vocab.get(term) {
-            Some(id) => *id,
-            None => {
-                let id = self.df.len() as u32;
-                self.vocab.insert(term.to_owned(), id);
-                self.df.push(0);
-                self.postings.push(Vec::new());
-                id
-            }
+        let (id, new) = self.vocab.intern(term);
+        if new {
+            self.df.push(0);
+            self.postings.push(Vec::new());
         }
+        id
     }
 
-    fn intern(&mut self, terms: &[(String, u32)]) -> Vec<(u32, u32)> {
+    fn intern(&mut self, terms: &Terms) -> Vec<(u32, u32)> {
         let mut ids: Vec<(u32, u32)> = terms
             .iter()
             .filter(|(_, c)| *c > 0)
-            .map(|(term, count)| (self.term_id(term), *count))
+            .map(|(term, count)| (self.term_id(term), count))
             .collect();
         ids.sort_unstable();
         ids.dedup_by_key(|(t, _)| *t);
@@ -827,9 +839,11 @@ impl RelatedIndex {
             .iter()
             .map(|(t, c)| (*t, 1.0 + (*c as f32).ln()))
             .collect();
+        let idf: Vec<Option<f32>> = tf.iter().map(|(t, _)| self.idf(*t)).collect();
         let norm = tf
             .iter()
-            .filter_map(|(t, w)| self.idf(*t).map(|idf| (w * idf).powi(2)))
+            .zip(&idf)
+            .filter_map(|((_, w), idf)| idf.map(|idf| (w * idf).powi(2)))
             .sum::<f32>()
             .sqrt();
         // Postings carry tf / norm, so a lookup sums cosine terms without a division per
@@ -839,8 +853,8 @@ impl RelatedIndex {
         // it out, up to tf / 1e-9 for a post whose words are all new. Such terms match
         // from the next rebuild on.
         if norm > 0.0 {
-            for (t, w) in &tf {
-                if self.idf(*t).is_some() {
+            for ((t, w), idf) in tf.iter().zip(&idf) {
+                if idf.is_some() {
                     self.postings[*t as usize].push((slot, w / norm));
                 }
             }

@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 
 use super::clutter;
 use super::text::Analyzer;
-use crate::domain::{PostSummary, SummarySource};
+use crate::domain::{PostSummary, SummarySource, Terms};
 
 /// Writes the summary of one post.
 pub fn summarize(
@@ -37,7 +37,7 @@ pub fn summarize_and_index(
     text: &str,
     feed_summary: Option<&str>,
     budget: usize,
-) -> (PostSummary, Vec<(String, u32)>) {
+) -> (PostSummary, Terms) {
     let sentences = text_sentences(text);
     analyzer.with_term_ids(|ids| {
         let title_ids = ids.ids(title);
@@ -156,7 +156,8 @@ fn extract(title_terms: &[u32], sentences: &[&str], ids: &[&[u32]], budget: usiz
             counts
         })
         .collect();
-    let mut centroid: FxHashMap<u32, f64> = FxHashMap::default();
+    let mut centroid: FxHashMap<u32, f64> =
+        FxHashMap::with_capacity_and_hasher(terms.iter().map(Vec::len).sum(), Default::default());
     for sentence in &terms {
         for (t, c) in sentence {
             *centroid.entry(*t).or_default() += c;
@@ -373,6 +374,14 @@ fn fit(text: &str, budget: usize) -> String {
 /// Plain text on one line: whitespace folded, anything tag-like removed, and stray angle
 /// brackets replaced so a summary can be dropped into HTML or XML without surprises.
 fn clean(s: &str) -> String {
+    if is_clean(s) {
+        return s.to_owned();
+    }
+    folded(s)
+}
+
+/// [`clean`] the long way.
+fn folded(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
     let mut space = false;
@@ -409,6 +418,26 @@ fn clean(s: &str) -> String {
         });
     }
     out
+}
+
+/// Whether [`clean`] would leave `s` as it is: no angle bracket, no control character,
+/// white space only as single spaces between words. Most lines of sanitized HTML are.
+fn is_clean(s: &str) -> bool {
+    let mut after_space = true; // no leading space either
+    for c in s.chars() {
+        if c == ' ' {
+            if after_space {
+                return false;
+            }
+            after_space = true;
+            continue;
+        }
+        if c == '<' || c == '>' || c.is_whitespace() || c.is_control() {
+            return false;
+        }
+        after_space = false;
+    }
+    !after_space || s.is_empty()
 }
 
 /// Whether the text after a '<' opens an HTML tag or comment ("<b>", "</p>", "<!--"),
@@ -525,6 +554,12 @@ const OPENERS: &[&str] = &[
 /// a.m.), initials, decimals (3.14), ellipses followed by lower case, and closing quotes.
 pub fn split_sentences(block: &str) -> Vec<String> {
     let chars: Vec<char> = block.chars().collect();
+    // Byte offset of every char, and of the end: sentences are sliced, not rebuilt.
+    let at: Vec<usize> = block
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(block.len()))
+        .collect();
     let mut sentences = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -605,8 +640,7 @@ pub fn split_sentences(block: &str) -> Vec<String> {
             }
         }
         if boundary {
-            let sentence: String = chars[start..end].iter().collect();
-            let sentence = sentence.trim();
+            let sentence = block[at[start]..at[end]].trim();
             if !sentence.is_empty() {
                 sentences.push(sentence.to_owned());
             }
@@ -614,8 +648,7 @@ pub fn split_sentences(block: &str) -> Vec<String> {
         }
         i = end;
     }
-    let rest: String = chars[start..].iter().collect();
-    let rest = rest.trim();
+    let rest = block[at[start]..].trim();
     if !rest.is_empty() {
         sentences.push(rest.to_owned());
     }
@@ -926,6 +959,10 @@ mod tests {
             "café",
             "\u{201c}",
             "\u{201d}",
+            "\t",
+            "\u{a0}",
+            "\u{7}",
+            "  ",
         ];
         let analyzer = analyzer();
         let mut seed = 7;
@@ -944,6 +981,13 @@ mod tests {
             } else {
                 None
             };
+            for line in text.lines() {
+                // The quick path of `clean` agrees with the long one.
+                if is_clean(line) {
+                    assert_eq!(folded(line), line, "case {case}");
+                }
+                assert_eq!(clean(line), folded(line), "case {case}");
+            }
             let s = summarize(&analyzer, "Title here", &text, feed, budget);
             let words = s.text.split_whitespace().count();
             assert!(

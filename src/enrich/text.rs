@@ -5,7 +5,10 @@
 //! tell posts apart are dropped by document frequency in [`super::related`] instead.
 
 use rust_stemmers::{Algorithm, Stemmer};
-use rustc_hash::FxHashMap;
+
+use crate::domain::Terms;
+
+use super::intern::Interner;
 use unicode_segmentation::UnicodeSegmentation;
 
 /// Title and tag words count this many times a body word.
@@ -24,45 +27,43 @@ thread_local! {
 /// ids stay valid for the whole of one call).
 const STEM_CACHE_LIMIT: usize = 200_000;
 
+/// Bytes of words a thread's cache may hold (offsets into its buffers are `u32`).
+const STEM_CACHE_BYTES: usize = 64 << 20;
+
 /// A word that yields no term: a stop word, a number, a single letter.
 const SKIP: u32 = u32::MAX;
 
 /// Word (as written) → stem id, and the stems by id.
 #[derive(Default)]
 struct StemCache {
-    words: FxHashMap<Box<str>, u32>,
-    by_stem: FxHashMap<Box<str>, u32>,
-    stems: Vec<Box<str>>,
+    /// Words as written, and the stem id of each (`SKIP` for none), by word id.
+    words: Interner,
+    word_stems: Vec<u32>,
+    stems: Interner,
+    /// Zero by stem id between calls: counting space for [`TermIds::post_terms`].
+    counts: Vec<u32>,
 }
 
 impl StemCache {
     fn clear(&mut self) {
         self.words.clear();
-        self.by_stem.clear();
+        self.word_stems.clear();
         self.stems.clear();
+        self.counts.clear();
     }
 
     /// The stem id of `word` as written (`SKIP` when it yields no term).
     fn id(&mut self, analyzer: &Analyzer, word: &str, lower: &mut String) -> u32 {
-        if let Some(id) = self.words.get(word) {
-            return *id;
+        let (word_id, new) = self.words.intern(word);
+        if !new {
+            return self.word_stems[word_id as usize];
         }
         let id = if !lowered(word, lower) || analyzer.english && is_english_stop_word(lower) {
             SKIP
         } else {
-            let stem = analyzer.stemmer.stem(lower);
-            match self.by_stem.get(stem.as_ref()) {
-                Some(id) => *id,
-                None => {
-                    let id = self.stems.len() as u32;
-                    let stem: Box<str> = stem.into();
-                    self.stems.push(stem.clone());
-                    self.by_stem.insert(stem, id);
-                    id
-                }
-            }
+            self.stems.intern(&analyzer.stemmer.stem(lower)).0
         };
-        self.words.insert(word.into(), id);
+        self.word_stems.push(id);
         id
     }
 
@@ -179,7 +180,8 @@ impl Analyzer {
                     caches.resize_with(self.language + 1, StemCache::default);
                 }
                 let cache = &mut caches[self.language];
-                if cache.words.len() >= STEM_CACHE_LIMIT {
+                if cache.words.len() >= STEM_CACHE_LIMIT || cache.words.bytes() >= STEM_CACHE_BYTES
+                {
                     cache.clear();
                 }
                 f(cache)
@@ -194,7 +196,7 @@ impl Analyzer {
             let mut ids = Vec::new();
             cache.scan(self, text, |id| ids.push(id));
             for id in ids {
-                f(&cache.stems[id as usize]);
+                f(cache.stems.resolve(id));
             }
         });
     }
@@ -207,7 +209,7 @@ impl Analyzer {
     }
 
     /// Weighted term counts of a post: title and tag words count more than body words.
-    pub fn post_terms(&self, title: &str, tags: &[String], body: &str) -> Vec<(String, u32)> {
+    pub fn post_terms(&self, title: &str, tags: &[String], body: &str) -> Terms {
         self.with_term_ids(|ids| {
             let title = ids.ids(title);
             let body = ids.ids_until(body, MAX_BODY_WORDS);
@@ -254,26 +256,44 @@ impl TermIds<'_> {
         title: &[u32],
         tags: &[String],
         body: impl IntoIterator<Item = &'b [u32]>,
-    ) -> Vec<(String, u32)> {
-        let mut counts: FxHashMap<u32, u32> = FxHashMap::default();
+    ) -> Terms {
+        // Counts by stem id in the cache's own scratch space, and the stems in the order
+        // of first use: no map, no sort, one string for the lot.
+        let mut counts = std::mem::take(&mut self.cache.counts);
+        counts.resize(self.cache.stems.len(), 0);
+        let mut order: Vec<u32> = Vec::new();
+        let mut add = |id: u32, weight: u32| {
+            // Tags may bring stems new to the cache.
+            if id as usize >= counts.len() {
+                counts.resize(id as usize + 1, 0);
+            }
+            let count = &mut counts[id as usize];
+            if *count == 0 {
+                order.push(id);
+            }
+            *count += weight;
+        };
         for id in title {
-            *counts.entry(*id).or_default() += TITLE_WEIGHT;
+            add(*id, TITLE_WEIGHT);
         }
         for tag in tags {
             let analyzer = self.analyzer;
-            self.cache.scan(analyzer, tag, |id| {
-                *counts.entry(id).or_default() += TAG_WEIGHT
-            });
+            self.cache.scan(analyzer, tag, |id| add(id, TAG_WEIGHT));
         }
         for id in body.into_iter().flatten().take(MAX_BODY_WORDS) {
-            *counts.entry(*id).or_default() += 1;
+            add(*id, 1);
         }
-        let mut out: Vec<(String, u32)> = counts
-            .into_iter()
-            .map(|(id, count)| (self.cache.stems[id as usize].to_string(), count))
-            .collect();
-        out.sort_unstable();
-        out
+        let stems = &self.cache.stems;
+        let terms = Terms::from_pairs(
+            order
+                .iter()
+                .map(|id| (stems.resolve(*id), counts[*id as usize])),
+        );
+        for id in order {
+            counts[id as usize] = 0;
+        }
+        self.cache.counts = counts;
+        terms
     }
 }
 
@@ -529,7 +549,6 @@ fn is_english_stop_word(w: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{decode_terms, encode_terms};
 
     #[test]
     fn stems_and_drops_stop_words_and_numbers() {
@@ -543,22 +562,32 @@ mod tests {
     #[test]
     fn weights_title_and_tags_above_body() {
         let a = Analyzer::new("english");
-        let terms = a.post_terms("Sourdough", &["Baking".into()], "sourdough bread");
-        assert_eq!(
-            terms,
-            vec![
-                ("bake".into(), 3),
-                ("bread".into(), 1),
-                ("sourdough".into(), 4)
-            ]
+        let terms = a.post_terms(
+            "Sourdough",
+            &["Baking".into()],
+            "sourdough bread, sourdough",
         );
+        // In the order of first use: title, tags, body.
+        assert_eq!(
+            terms.iter().collect::<Vec<_>>(),
+            vec![("sourdough", 5), ("bake", 3), ("bread", 1)]
+        );
+        assert_eq!(terms.encoded(), "sourdough 5 bake 3 bread 1");
     }
 
     #[test]
     fn terms_round_trip_through_the_store_encoding() {
-        let terms = vec![("bake".to_string(), 3), ("bread".to_string(), 1)];
-        assert_eq!(decode_terms(&encode_terms(&terms)), terms);
-        assert_eq!(decode_terms(""), Vec::new());
+        let terms = Terms::from_pairs([("bake", 3), ("bread", 1), ("oven", 1_234_567)]);
+        let stored = Terms::from_encoded(terms.encoded().to_owned());
+        assert_eq!(
+            stored.iter().collect::<Vec<_>>(),
+            vec![("bake", 3), ("bread", 1), ("oven", 1_234_567)]
+        );
+        assert!(Terms::from_encoded(String::new()).is_empty());
+        assert!(Terms::from_pairs([]).is_empty());
+        // A damaged pair is skipped, the rest read.
+        let damaged = Terms::from_encoded("bake x bread 2 oven".to_owned());
+        assert_eq!(damaged.iter().collect::<Vec<_>>(), vec![("bread", 2)]);
     }
 
     #[test]

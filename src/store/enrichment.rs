@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use super::posts::{POST_COLUMNS, post_from_row};
 use super::{Context, Result, Store, parse_ts};
-use crate::domain::{Enriched, IndexDoc, Post, PostId, RelatedPost, decode_terms, encode_terms};
+use crate::domain::{Enriched, IndexDoc, Post, PostId, RelatedPost, Terms};
 
 /// Posts per UPDATE statement when saving summaries (4 values each).
 const UPDATE_BATCH: usize = 200;
@@ -52,7 +52,7 @@ impl Store {
                 row.push_bind(item.id.0)
                     .push_bind(item.summary.text.as_str())
                     .push_bind(item.summary.source.as_str())
-                    .push_bind(encode_terms(&item.terms));
+                    .push_bind(item.terms.encoded());
             });
             update.push(") AS v WHERE posts.id = v.column1");
             update
@@ -85,7 +85,7 @@ impl Store {
                     date: (date.timestamp_millis(), id),
                     url: r.get("url"),
                     tags,
-                    terms: decode_terms(&r.get::<String, _>("terms")),
+                    terms: Terms::from_encoded(r.get("terms")),
                 })
             })
             .collect()
