@@ -49,7 +49,13 @@ fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
         if text.is_empty() {
             continue;
         }
-        let lower = text.to_ascii_lowercase();
+        // Headings, notices and footers are short: a long paragraph is prose or a link
+        // row, and is not lower-cased to find out.
+        let lower = if block.words > SHORT_WORDS {
+            String::new()
+        } else {
+            text.to_ascii_lowercase()
+        };
         if is_section_heading(&lower) || is_locked_notice(&lower) {
             in_section = true;
             continue;

@@ -588,6 +588,17 @@ mod tests {
         // A damaged pair is skipped, the rest read.
         let damaged = Terms::from_encoded("bake x bread 2 oven".to_owned());
         assert_eq!(damaged.iter().collect::<Vec<_>>(), vec![("bread", 2)]);
+        for (stored, read) in [
+            ("a 4294967296 b 1", vec![("b", 1)]),
+            ("a 4294967295", vec![("a", u32::MAX)]),
+            ("a  1 b 2", vec![]),
+            ("a 1 ", vec![("a", 1)]),
+            ("a -1 b +2 c 3", vec![("c", 3)]),
+            ("caf\u{e9} 2", vec![("caf\u{e9}", 2)]),
+        ] {
+            let terms = Terms::from_encoded(stored.to_owned());
+            assert_eq!(terms.iter().collect::<Vec<_>>(), read, "{stored:?}");
+        }
     }
 
     #[test]
