@@ -863,7 +863,7 @@ fn lead(text: &str, budget: usize) -> String {
             break;
         }
         used += words;
-        out.push(sentence);
+        out.push(sentence.to_owned());
     }
     out.join(" ")
 }

@@ -11,6 +11,8 @@
 //! bonus for the lead and for sharing words with the title; the best that fit the budget
 //! are kept in their original order. Nothing here is stored or fetched.
 
+use std::borrow::Cow;
+
 use rustc_hash::FxHashMap;
 
 use super::clutter;
@@ -38,7 +40,8 @@ pub fn summarize_and_index(
     feed_summary: Option<&str>,
     budget: usize,
 ) -> (PostSummary, Terms) {
-    let sentences = text_sentences(text);
+    let blocks = text_blocks(text);
+    let sentences: Vec<&str> = blocks.iter().flat_map(|b| split_sentences(b)).collect();
     analyzer.with_term_ids(|ids| {
         let title_ids = ids.ids(title);
         let sentence_ids: Vec<Vec<u32>> = sentences.iter().map(|s| ids.ids(s)).collect();
@@ -61,7 +64,7 @@ fn choose(
     title: &str,
     title_ids: &[u32],
     text: &str,
-    sentences: &[String],
+    sentences: &[&str],
     sentence_ids: &[Vec<u32>],
     feed_summary: Option<&str>,
     budget: usize,
@@ -73,7 +76,7 @@ fn choose(
         };
     }
     let prose: Vec<usize> = (0..sentences.len())
-        .filter(|i| is_prose(&sentences[*i]))
+        .filter(|i| is_prose(sentences[*i]))
         .collect();
     let candidates: Vec<usize> = if prose.is_empty() {
         (0..sentences.len()).collect()
@@ -86,11 +89,11 @@ fn choose(
             source: SummarySource::Whole,
         };
     }
-    let total: usize = candidates.iter().map(|i| word_count(&sentences[*i])).sum();
+    let total: usize = candidates.iter().map(|i| word_count(sentences[*i])).sum();
     if total <= budget {
         let joined = candidates
             .iter()
-            .map(|i| terminated(&sentences[*i]))
+            .map(|i| terminated(sentences[*i]))
             .collect::<Vec<_>>()
             .join(" ");
         return PostSummary {
@@ -98,7 +101,7 @@ fn choose(
             source: SummarySource::Whole,
         };
     }
-    let texts: Vec<&str> = candidates.iter().map(|i| sentences[*i].as_str()).collect();
+    let texts: Vec<&str> = candidates.iter().map(|i| sentences[*i]).collect();
     let ids: Vec<&[u32]> = candidates
         .iter()
         .map(|i| sentence_ids[*i].as_slice())
@@ -109,11 +112,11 @@ fn choose(
     }
 }
 
-/// The sentences of a post's text: each line (a block of the HTML) on its own, cleaned
+/// The blocks of a post's text: each line (a block of the HTML) on its own, cleaned
 /// first so that words are counted as they will be shown.
-fn text_sentences(text: &str) -> Vec<String> {
-    let mut blocks: Vec<String> = Vec::new();
-    for line in text.lines().map(clean) {
+fn text_blocks(text: &str) -> Vec<Cow<'_, str>> {
+    let mut blocks: Vec<Cow<'_, str>> = Vec::new();
+    for line in text.lines().map(clean_cow) {
         if line.is_empty() {
             continue;
         }
@@ -125,13 +128,14 @@ fn text_sentences(text: &str) -> Vec<String> {
             && word_count(last) >= WRAPPED_LINE_MIN_WORDS
             && line.starts_with(|c: char| c.is_lowercase())
         {
+            let last = last.to_mut();
             last.push(' ');
             last.push_str(&line);
             continue;
         }
         blocks.push(line);
     }
-    blocks.iter().flat_map(|b| split_sentences(b)).collect()
+    blocks
 }
 
 /// Shortest line taken for a wrapped line of prose rather than a list item or label.
@@ -326,14 +330,14 @@ fn fit(text: &str, budget: usize) -> String {
     let mut out = String::new();
     let mut used = 0;
     for sentence in split_sentences(&text) {
-        let words = word_count(&sentence);
+        let words = word_count(sentence);
         if used + words > budget {
             break;
         }
         if !out.is_empty() {
             out.push(' ');
         }
-        out.push_str(&terminated(&sentence));
+        out.push_str(&terminated(sentence));
         used += words;
     }
     if !out.is_empty() {
@@ -374,10 +378,16 @@ fn fit(text: &str, budget: usize) -> String {
 /// Plain text on one line: whitespace folded, anything tag-like removed, and stray angle
 /// brackets replaced so a summary can be dropped into HTML or XML without surprises.
 fn clean(s: &str) -> String {
+    clean_cow(s).into_owned()
+}
+
+/// [`clean`], borrowing `s` when it needs no change.
+fn clean_cow(s: &str) -> Cow<'_, str> {
     if is_clean(s) {
-        return s.to_owned();
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(folded(s))
     }
-    folded(s)
 }
 
 /// [`clean`] the long way.
@@ -552,7 +562,7 @@ const OPENERS: &[&str] = &[
 
 /// Splits one block of text into sentences. Survives abbreviations (Dr., e.g., U.S.,
 /// a.m.), initials, decimals (3.14), ellipses followed by lower case, and closing quotes.
-pub fn split_sentences(block: &str) -> Vec<String> {
+pub fn split_sentences(block: &str) -> Vec<&str> {
     let chars: Vec<char> = block.chars().collect();
     // Byte offset of every char, and of the end: sentences are sliced, not rebuilt.
     let at: Vec<usize> = block
@@ -642,7 +652,7 @@ pub fn split_sentences(block: &str) -> Vec<String> {
         if boundary {
             let sentence = block[at[start]..at[end]].trim();
             if !sentence.is_empty() {
-                sentences.push(sentence.to_owned());
+                sentences.push(sentence);
             }
             start = end;
         }
@@ -650,7 +660,7 @@ pub fn split_sentences(block: &str) -> Vec<String> {
     }
     let rest = block[at[start]..].trim();
     if !rest.is_empty() {
-        sentences.push(rest.to_owned());
+        sentences.push(rest);
     }
     sentences
 }
@@ -761,6 +771,14 @@ mod tests {
             split_sentences("\u{201c}Done.\u{201d} Next one."),
             vec!["\u{201c}Done.\u{201d}", "Next one."]
         );
+    }
+
+    fn text_sentences(text: &str) -> Vec<String> {
+        text_blocks(text)
+            .iter()
+            .flat_map(|b| split_sentences(b))
+            .map(str::to_owned)
+            .collect()
     }
 
     #[test]
