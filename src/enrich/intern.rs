@@ -18,7 +18,7 @@ pub struct Interner {
     /// Every string, one after the other.
     text: String,
     /// Where string `i` ends in `text` (it starts where `i - 1` ends).
-    ends: Vec<u32>,
+    ends: Vec<usize>,
 }
 
 impl std::fmt::Debug for Interner {
@@ -34,10 +34,10 @@ fn hash(s: &str) -> u64 {
 }
 
 /// String `id` of `text` and `ends`.
-fn string<'a>(text: &'a str, ends: &[u32], id: u32) -> &'a str {
+fn string<'a>(text: &'a str, ends: &[usize], id: u32) -> &'a str {
     let i = id as usize;
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    &text[start..ends[i] as usize]
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &text[start..ends[i]]
 }
 
 impl Interner {
@@ -50,7 +50,7 @@ impl Interner {
         }
         let id = self.ends.len() as u32;
         self.text.push_str(s);
-        self.ends.push(self.text.len() as u32);
+        self.ends.push(self.text.len());
         let (text, ends) = (&self.text, &self.ends);
         self.table
             .insert_unique(h, id, |id| hash(string(text, ends, *id)));
@@ -71,7 +71,7 @@ impl Interner {
         self.ends.len()
     }
 
-    /// Bytes held by the strings (the buffer's ids are `u32` offsets).
+    /// Bytes held by the strings.
     pub fn bytes(&self) -> usize {
         self.text.len()
     }

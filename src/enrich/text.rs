@@ -27,7 +27,8 @@ thread_local! {
 /// ids stay valid for the whole of one call).
 const STEM_CACHE_LIMIT: usize = 200_000;
 
-/// Bytes of words a thread's cache may hold (offsets into its buffers are `u32`).
+/// Bytes of words a thread's cache may hold (a text of very long "words" would
+/// otherwise keep them all).
 const STEM_CACHE_BYTES: usize = 64 << 20;
 
 /// A word that yields no term: a stop word, a number, a single letter.
