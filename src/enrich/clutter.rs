@@ -372,9 +372,18 @@ fn strip_trailers_within(text: &str, bare_ellipsis: bool) -> (String, bool) {
     let mut cut = false;
     // The WordPress footer run into the excerpt (plain-text feeds flatten it in).
     // (It is near the end: only the last bytes are searched.)
-    let lower = text.to_ascii_lowercase();
-    let tail = lower.floor_char_boundary(lower.len().saturating_sub(FOOTER_TAIL_BYTES));
-    if let Some(pos) = lower[tail..].rfind(" appeared first on ").map(|p| p + tail)
+    // The tail alone is lower-cased first: the whole text only when the footer is there.
+    let tail = text.floor_char_boundary(text.len().saturating_sub(FOOTER_TAIL_BYTES));
+    let lower = if text[tail..]
+        .to_ascii_lowercase()
+        .contains(" appeared first on ")
+    {
+        text.to_ascii_lowercase()
+    } else {
+        String::new()
+    };
+    if !lower.is_empty()
+        && let Some(pos) = lower[tail..].rfind(" appeared first on ").map(|p| p + tail)
         && let Some(start) = lower[..pos].rfind("the post ")
         && is_first_on_footer(&lower[start..])
         && (start == 0
@@ -397,11 +406,14 @@ fn strip_trailers_within(text: &str, bare_ellipsis: bool) -> (String, bool) {
             break;
         }
     }
-    let text = text.trim_end_matches([' ', '|', '-', '\u{2013}', '\u{2014}', ':']);
+    let kept = text
+        .trim_end_matches([' ', '|', '-', '\u{2013}', '\u{2014}', ':'])
+        .len();
+    text.truncate(kept);
     if cut {
-        return (drop_unfinished(text), true);
+        return (drop_unfinished(&text), true);
     }
-    (text.to_owned(), false)
+    (text, false)
 }
 
 /// Bytes at the end of a paragraph searched for WordPress's run-in footer: a title of
