@@ -31,6 +31,7 @@
 use rustc_hash::FxHashMap as HashMap;
 
 use super::intern::Interner;
+use super::worker_threads;
 use crate::domain::{IndexDoc, Terms};
 
 /// How many of a post's terms a query uses.
@@ -252,23 +253,11 @@ impl RelatedIndex {
         slots: &[u32],
         work: impl Fn(u32, &mut Scratch) -> T + Sync,
     ) -> Vec<(u32, T)> {
-        let threads = worker_threads();
-        let chunk = slots.len().div_ceil(threads).max(1);
-        let work = &work;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = slots
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        let mut scratch = self.scratch();
-                        part.iter()
-                            .map(|slot| (*slot, work(*slot, &mut scratch)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(joined).collect()
-        })
+        super::map_on_all_cores(
+            slots,
+            || self.scratch(),
+            |scratch, slot| (*slot, work(*slot, scratch)),
+        )
     }
 
     /// The nearest posts of `slot` by text, sorted by slot.
@@ -902,12 +891,6 @@ impl RelatedIndex {
 }
 
 /// Threads for work spread over all cores (at most 8).
-fn worker_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-}
-
 /// A worker's result; a panic in it is raised again here, never dropped.
 fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
     handle

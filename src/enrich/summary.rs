@@ -563,77 +563,60 @@ const OPENERS: &[&str] = &[
 /// Splits one block of text into sentences. Survives abbreviations (Dr., e.g., U.S.,
 /// a.m.), initials, decimals (3.14), ellipses followed by lower case, and closing quotes.
 pub fn split_sentences(block: &str) -> Vec<&str> {
-    let chars: Vec<char> = block.chars().collect();
-    // Byte offset of every char, and of the end: sentences are sliced, not rebuilt.
-    let at: Vec<usize> = block
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(block.len()))
-        .collect();
+    // Byte offsets throughout: sentences are sliced from the block, not rebuilt.
+    let first = |at: usize| block[at..].chars().next();
     let mut sentences = Vec::new();
     let mut start = 0;
     let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if !matches!(
-            c,
-            '.' | '!' | '?' | '\u{2026}' | '\u{3002}' | '\u{ff01}' | '\u{ff1f}'
-        ) {
-            i += 1;
-            continue;
+    while let Some(found) = block[i..].find(is_terminal) {
+        let at = i + found;
+        let c = first(at).unwrap_or('.');
+        // The run of terminal punctuation and closing quotes/brackets, ending with `last`.
+        let mut end = at + c.len_utf8();
+        let mut last = c;
+        while let Some(n) = first(end).filter(|n| is_terminal(*n)) {
+            end += n.len_utf8();
+            last = n;
         }
-        // The run of terminal punctuation and closing quotes/brackets.
-        let mut end = i + 1;
-        while end < chars.len()
-            && matches!(
-                chars[end],
-                '.' | '!' | '?' | '\u{2026}' | '\u{3002}' | '\u{ff01}' | '\u{ff1f}'
-            )
-        {
-            end += 1;
-        }
-        while end < chars.len()
-            && matches!(
-                chars[end],
+        while let Some(n) = first(end).filter(|n| {
+            matches!(
+                n,
                 '"' | '\'' | '\u{201d}' | '\u{2019}' | ')' | ']' | '\u{300d}'
             )
-        {
-            end += 1;
+        }) {
+            end += n.len_utf8();
+            last = n;
         }
         // A boundary needs white space (or the end) after it, except after the full-width
         // marks of scripts written without spaces.
-        let wide = matches!(
-            chars[end - 1],
-            '\u{3002}' | '\u{ff01}' | '\u{ff1f}' | '\u{300d}'
-        );
-        if end < chars.len() && !chars[end].is_whitespace() && !wide {
+        let wide = matches!(last, '\u{3002}' | '\u{ff01}' | '\u{ff1f}' | '\u{300d}');
+        if first(end).is_some_and(|n| !n.is_whitespace()) && !wide {
             i = end;
             continue;
         }
-        // The next word, chars[next..next_end].
-        let next = (end..chars.len())
-            .find(|j| !chars[*j].is_whitespace())
-            .unwrap_or(chars.len());
-        let next_end = (next..chars.len())
-            .find(|j| chars[*j].is_whitespace())
-            .unwrap_or(chars.len());
-        let next_word = &chars[next..next_end];
+        // The next word.
+        let after = block[end..].trim_start();
+        let next_word = &after[..after.find(char::is_whitespace).unwrap_or(after.len())];
         let next_starts_lower = next_word
-            .iter()
+            .chars()
             .find(|c| c.is_alphanumeric())
             .is_some_and(|c| c.is_lowercase());
         let mut boundary = !next_starts_lower || next_word.is_empty();
-        if boundary && c == '.' && end == i + 1 && !next_word.is_empty() {
-            // The word before the period, chars[word_start..i].
-            let word_start = (start..i)
+        if boundary && c == '.' && end == at + 1 && !next_word.is_empty() {
+            // The word before the period.
+            let word_start = block[start..at]
+                .char_indices()
                 .rev()
-                .find(|j| chars[*j].is_whitespace() || matches!(chars[*j], '(' | '"' | '\u{201c}'))
-                .map_or(start, |j| j + 1);
-            let before = &chars[word_start..i];
-            let initial = before.len() == 1 && before[0].is_uppercase();
+                .find(|(_, b)| b.is_whitespace() || matches!(b, '(' | '"' | '\u{201c}'))
+                .map_or(start, |(j, b)| start + j + b.len_utf8());
+            let before = &block[word_start..at];
+            let mut chars = before.chars();
+            let initial = chars.next().is_some_and(char::is_uppercase) && chars.next().is_none();
             // Every listed abbreviation is short: longer words need no lower-cased copy.
-            let word: String = if before.len() <= ABBREVIATION_MAX_CHARS {
-                before.iter().flat_map(|c| c.to_lowercase()).collect()
+            let word: String = if before.len() <= 4 * ABBREVIATION_MAX_CHARS
+                && before.chars().count() <= ABBREVIATION_MAX_CHARS
+            {
+                before.chars().flat_map(char::to_lowercase).collect()
             } else {
                 String::new()
             };
@@ -641,16 +624,16 @@ pub fn split_sentences(block: &str) -> Vec<&str> {
                 boundary = false;
             } else if MAYBE_FINAL.contains(&word.as_str()) {
                 let next_lower: String = next_word
-                    .iter()
+                    .chars()
                     .skip_while(|c| !c.is_alphanumeric())
-                    .flat_map(|c| c.to_lowercase())
+                    .flat_map(char::to_lowercase)
                     .collect();
                 let next_lower = next_lower.trim_end_matches(|c: char| !c.is_alphanumeric());
                 boundary = OPENERS.contains(&next_lower);
             }
         }
         if boundary {
-            let sentence = block[at[start]..at[end]].trim();
+            let sentence = block[start..end].trim();
             if !sentence.is_empty() {
                 sentences.push(sentence);
             }
@@ -658,11 +641,19 @@ pub fn split_sentences(block: &str) -> Vec<&str> {
         }
         i = end;
     }
-    let rest = block[at[start]..].trim();
+    let rest = block[start..].trim();
     if !rest.is_empty() {
         sentences.push(rest);
     }
     sentences
+}
+
+/// Punctuation that may end a sentence.
+fn is_terminal(c: char) -> bool {
+    matches!(
+        c,
+        '.' | '!' | '?' | '\u{2026}' | '\u{3002}' | '\u{ff01}' | '\u{ff1f}'
+    )
 }
 
 #[cfg(test)]
