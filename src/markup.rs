@@ -140,6 +140,9 @@ fn is_furniture(name: &str) -> bool {
         .any(|f| name.eq_ignore_ascii_case(f))
 }
 
+/// The most room a block of text starts with.
+const BLOCK_ROOM_MAX: usize = 4096;
+
 /// The blocks of sanitized HTML (as [`html_to_text`] splits lines), leaving out the text
 /// of captions, navigation, asides and footers.
 pub fn html_blocks(html: &str) -> Vec<Block> {
@@ -154,8 +157,11 @@ pub fn html_blocks(html: &str) -> Vec<Block> {
     impl Walk {
         fn flush(&mut self) {
             if !self.text.out.is_empty() {
+                // The next block starts with room for one like this (a post's
+                // paragraphs are alike), not growing from nothing.
+                let room = self.text.out.len().min(BLOCK_ROOM_MAX);
                 self.blocks.push(Block {
-                    text: std::mem::take(&mut self.text.out),
+                    text: std::mem::replace(&mut self.text.out, String::with_capacity(room)),
                     words: self.words,
                     link_words: self.link_words.min(self.words),
                     heading: self.heading,

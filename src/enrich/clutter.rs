@@ -69,19 +69,28 @@ fn clean_blocks(blocks: impl IntoIterator<Item = Block>) -> String {
         if is_link_row(&block) || is_clutter_paragraph(text, &lower, block.words) {
             continue;
         }
-        prose.push(text.to_owned());
+        // The block's own string, trimmed in place rather than copied.
+        let start = block.text.len() - block.text.trim_start().len();
+        let end = start + text.len();
+        let mut kept = block.text;
+        kept.truncate(end);
+        kept.drain(..start);
+        prose.push(kept);
     }
     // A bare "…" is a cut only at the end of the text (an excerpt): within it, a
     // paragraph that trails off ("And waited...") is the writer's own.
     let last = prose.len().saturating_sub(1);
-    let mut out: Vec<String> = Vec::with_capacity(prose.len());
-    for (i, text) in prose.iter().enumerate() {
+    let mut out = String::with_capacity(prose.iter().map(|p| p.len() + 1).sum());
+    for (i, text) in prose.into_iter().enumerate() {
         let (kept, _) = strip_trailers_within(text, i == last);
         if !kept.is_empty() {
-            out.push(kept);
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&kept);
         }
     }
-    out.join("\n")
+    out
 }
 
 /// A feed's own summary (one line of plain text) without footers and trailers. The
@@ -362,22 +371,18 @@ fn is_arrow_or_mark(c: char) -> bool {
 /// unfinished sentence before it goes too (or gets "…" when it is all there is). Returns
 /// the text and whether a cut marker was found.
 pub fn strip_trailers(text: &str) -> (String, bool) {
-    strip_trailers_within(text, true)
+    strip_trailers_within(text.trim().to_owned(), true)
 }
 
 /// [`strip_trailers`], where a bare closing ellipsis counts as a cut only when
-/// `bare_ellipsis` (at the end of a text, not inside it).
-fn strip_trailers_within(text: &str, bare_ellipsis: bool) -> (String, bool) {
-    let mut text = text.trim().to_owned();
+/// `bare_ellipsis` (at the end of a text, not inside it). `text` comes trimmed.
+fn strip_trailers_within(mut text: String, bare_ellipsis: bool) -> (String, bool) {
     let mut cut = false;
     // The WordPress footer run into the excerpt (plain-text feeds flatten it in).
     // (It is near the end: only the last bytes are searched.)
     // The tail alone is lower-cased first: the whole text only when the footer is there.
     let tail = text.floor_char_boundary(text.len().saturating_sub(FOOTER_TAIL_BYTES));
-    let lower = if text[tail..]
-        .to_ascii_lowercase()
-        .contains(" appeared first on ")
-    {
+    let lower = if contains_ignoring_ascii_case(&text[tail..], " appeared first on ") {
         text.to_ascii_lowercase()
     } else {
         String::new()
@@ -414,6 +419,13 @@ fn strip_trailers_within(text: &str, bare_ellipsis: bool) -> (String, bool) {
         return (drop_unfinished(&text), true);
     }
     (text, false)
+}
+
+/// Whether `hay` holds `needle` (lower-case ASCII) in any ASCII case.
+fn contains_ignoring_ascii_case(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Bytes at the end of a paragraph searched for WordPress's run-in footer: a title of

@@ -44,8 +44,22 @@ pub fn summarize_and_index(
     let sentences: Vec<&str> = blocks.iter().flat_map(|b| split_sentences(b)).collect();
     analyzer.with_term_ids(|ids| {
         let title_ids = ids.ids(title);
-        let sentence_ids: Vec<Vec<u32>> = sentences.iter().map(|s| ids.ids(s)).collect();
-        let terms = ids.post_terms(&title_ids, tags, sentence_ids.iter().map(Vec::as_slice));
+        // Every sentence's ids in one buffer, each sentence a range of it.
+        let mut flat: Vec<u32> = Vec::with_capacity(text.len() / 8);
+        let mut ends: Vec<usize> = Vec::with_capacity(sentences.len());
+        for sentence in &sentences {
+            ids.extend_ids(sentence, &mut flat);
+            ends.push(flat.len());
+        }
+        let sentence_ids: Vec<&[u32]> = ends
+            .iter()
+            .scan(0, |start, end| {
+                let ids = &flat[*start..*end];
+                *start = *end;
+                Some(ids)
+            })
+            .collect();
+        let terms = ids.post_terms(&title_ids, tags, sentence_ids.iter().copied());
         let summary = choose(
             title,
             &title_ids,
@@ -65,7 +79,7 @@ fn choose(
     title_ids: &[u32],
     text: &str,
     sentences: &[&str],
-    sentence_ids: &[Vec<u32>],
+    sentence_ids: &[&[u32]],
     feed_summary: Option<&str>,
     budget: usize,
 ) -> PostSummary {
@@ -102,10 +116,7 @@ fn choose(
         };
     }
     let texts: Vec<&str> = candidates.iter().map(|i| sentences[*i]).collect();
-    let ids: Vec<&[u32]> = candidates
-        .iter()
-        .map(|i| sentence_ids[*i].as_slice())
-        .collect();
+    let ids: Vec<&[u32]> = candidates.iter().map(|i| sentence_ids[*i]).collect();
     PostSummary {
         text: extract(title_ids, &texts, &ids, budget),
         source: SummarySource::Extract,

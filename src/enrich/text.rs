@@ -250,6 +250,11 @@ impl TermIds<'_> {
         out
     }
 
+    /// The stem ids of `text`, in order, added to `out`.
+    pub fn extend_ids(&mut self, text: &str, out: &mut Vec<u32>) {
+        self.cache.scan(self.analyzer, text, |id| out.push(id));
+    }
+
     /// Weighted term counts of a post from its title's ids, its tags and its body's ids
     /// in text order (the first [`MAX_BODY_WORDS`] count), as [`Analyzer::post_terms`].
     pub fn post_terms<'b>(
