@@ -84,11 +84,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// DKIM keys
+    #[command(subcommand)]
+    Dkim(DkimCommand),
     /// Run the daemon: poll and send on schedule, serve feeds and subscription pages
     Serve {
         /// Address to listen on [default: http.listen]
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DkimCommand {
+    /// Write a new private key (PEM, readable by its owner only) and print the DNS TXT
+    /// record to publish and the `[smtp.dkim]` lines to add (needs no config file)
+    Keygen {
+        /// The selector: the key is published at <SELECTOR>._domainkey.<DOMAIN>
+        #[arg(long)]
+        selector: String,
+        /// The signing domain, normally the domain of smtp.from
+        #[arg(long)]
+        domain: String,
+        /// rsa-sha256 (2048 bits, every receiver checks it) or ed25519-sha256 (RFC 8463)
+        #[arg(long, default_value = "rsa-sha256")]
+        algorithm: String,
+        /// Where to write the key [default: dkim-<SELECTOR>.pem]; an existing file is
+        /// never overwritten
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, Command, EnrichArgs, FeedCommand, PollArgs, PostsCommand};
+use crate::cli::{Cli, Command, DkimCommand, EnrichArgs, FeedCommand, PollArgs, PostsCommand};
 use crate::clock::SystemClock;
 use crate::config::{self, Config};
 use crate::domain::{Post, PostId, RelatedPost};
@@ -35,6 +35,16 @@ pub enum Outcome {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<Outcome> {
+    // Key generation needs no config (it is how an operator writes one).
+    if let Command::Dkim(DkimCommand::Keygen {
+        selector,
+        domain,
+        algorithm,
+        out,
+    }) = &cli.command
+    {
+        return dkim_keygen(selector, domain, algorithm, out.as_deref());
+    }
     let path = cli
         .config
         .clone()
@@ -72,7 +82,112 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Serve { listen } => serve::serve(config, listen).await,
         Command::Posts(cmd) => posts(config, cmd).await,
         Command::Status { json } => status::run(config, json).await,
+        Command::Dkim(_) => bail!("dkim commands run before the config is read"),
     }
+}
+
+/// `herald dkim keygen`.
+fn dkim_keygen(
+    selector: &str,
+    domain: &str,
+    algorithm: &str,
+    out: Option<&std::path::Path>,
+) -> Result<Outcome> {
+    use crate::config::{DkimAlgorithm, DkimConfig};
+    use crate::deliver::dkim::{DkimSigner, generate_key};
+    let algorithm = match algorithm {
+        "rsa-sha256" => DkimAlgorithm::RsaSha256,
+        "ed25519-sha256" => DkimAlgorithm::Ed25519Sha256,
+        other => bail!("--algorithm: \"{other}\" is not rsa-sha256 or ed25519-sha256"),
+    };
+    // The same checks as the config's, on a config of just these values.
+    let toml = format!(
+        "[site]\ntitle = \"k\"\nbase_url = \"https://example.org/\"\n[smtp.dkim]\ndomain = {}\nselector = {}\n",
+        toml_string(domain),
+        toml_string(selector)
+    );
+    let checked = match config::parse(&toml, std::path::Path::new("keygen")) {
+        Ok(checked) => checked,
+        Err(config::Error::Invalid(problems)) => {
+            let what: Vec<String> = problems
+                .iter()
+                .map(|p| {
+                    format!(
+                        "--{}: {}",
+                        p.key.rsplit('.').next().unwrap_or(""),
+                        p.message
+                    )
+                })
+                .collect();
+            bail!("{}", what.join("; "))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(dkim) = checked.smtp.dkim else {
+        bail!("--domain/--selector were not read");
+    };
+    let path = out.map_or_else(
+        || PathBuf::from(format!("dkim-{selector}.pem")),
+        std::path::Path::to_path_buf,
+    );
+    let pem = generate_key(algorithm).map_err(|e| anyhow::anyhow!(e))?;
+    let signer = DkimSigner::load(&DkimConfig { algorithm, ..dkim }, Some(&pem))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    write_private(&path, &pem)?;
+    let (name, record) = signer.dns_record();
+    let algorithm_name = match algorithm {
+        DkimAlgorithm::RsaSha256 => "rsa-sha256",
+        DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
+    };
+    println!("wrote {}", path.display());
+    println!();
+    println!(
+        "Publish this TXT record (split the value into strings of at most 255 characters if your DNS host asks):"
+    );
+    println!("{name}. IN TXT \"{record}\"");
+    println!();
+    println!("Then add to the config:");
+    println!("[smtp.dkim]");
+    println!("domain = {}", toml_string(signer.domain()));
+    println!("selector = {}", toml_string(selector));
+    println!("algorithm = \"{algorithm_name}\"");
+    println!("private_key = {}", toml_string(&path.display().to_string()));
+    Ok(Outcome::Success)
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes a new file readable by its owner only; an existing file is left alone.
+fn write_private(path: &std::path::Path, contents: &str) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (an existing key is never overwritten)",
+            path.display()
+        )
+    })?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 async fn open(config: Config) -> Result<Herald> {
@@ -83,8 +198,20 @@ async fn open(config: Config) -> Result<Herald> {
 
 fn check_config(config: &Config) -> Result<Outcome> {
     let mut problems = Vec::new();
+    let secrets = config::Secrets::from_env();
+    // The DKIM key: it parses, is of the configured kind, and signs for the From domain.
+    if let Some(dkim) = &config.smtp.dkim {
+        match crate::deliver::dkim::DkimSigner::load(dkim, secrets.dkim_key.as_deref()) {
+            Ok(signer) => {
+                if let Some(warning) = signer.alignment_warning(&config.smtp.from.email) {
+                    eprintln!("warning: {warning}");
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", config.file.display())),
+        }
+    }
     // Secrets are configuration too, from the environment.
-    match config::Secrets::from_env().check() {
+    match secrets.check() {
         Ok(warnings) => {
             for warning in warnings {
                 eprintln!("warning: {warning}");
@@ -109,7 +236,7 @@ fn check_config(config: &Config) -> Result<Outcome> {
             eprintln!("{problem}");
         }
         bail!(
-            "{}: {} problem{} (templates, secrets)",
+            "{}: {} problem{} (templates, secrets, keys)",
             config.file.display(),
             problems.len(),
             if problems.len() == 1 { "" } else { "s" }

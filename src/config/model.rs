@@ -191,7 +191,47 @@ pub struct SmtpConfig {
     /// Extra root certificates trusted for the relay (`ca_file`: a private relay's CA),
     /// besides the system's.
     pub ca_file: Option<CaFile>,
+    /// `[smtp.dkim]`: sign every message herald sends.
+    pub dkim: Option<DkimConfig>,
 }
+
+/// `[smtp.dkim]`. The key is loaded (and checked) by [`crate::deliver::dkim::DkimSigner::load`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimConfig {
+    /// The signing domain (`d=`), normally the From address's domain.
+    pub domain: String,
+    /// The selector (`s=`): the key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// A PEM key file; without it the PEM comes from `HERALD_DKIM_KEY`.
+    pub private_key: Option<PathBuf>,
+    /// Header fields signed, in order (those a message lacks are left out).
+    pub headers: Vec<String>,
+}
+
+/// `smtp.dkim.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    /// `rsa-sha256`, keys of 2048 bits and more: every verifier knows it.
+    RsaSha256,
+    /// `ed25519-sha256` (RFC 8463): small and fast; not yet checked by every receiver.
+    Ed25519Sha256,
+}
+
+/// Headers signed when `smtp.dkim.headers` is not given.
+pub const DKIM_DEFAULT_HEADERS: &[&str] = &[
+    "From",
+    "Reply-To",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "Content-Type",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
 
 /// `smtp.ca_file`, read and checked when the config loads.
 #[derive(Debug, Clone, PartialEq, Eq)]

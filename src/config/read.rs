@@ -393,6 +393,15 @@ fn read_smtp(
         },
         None => Some(None),
     };
+    let dkim = match t.table(p, "dkim") {
+        Some(mut d) => {
+            let dkim = read_dkim(&mut d, p);
+            d.finish(p);
+            dkim.map(Some)
+        }
+        None if t.has("dkim") => None,
+        None => Some(None),
+    };
     let mut transport = transport?;
     if let (SmtpTransport::Smtp { tls: current, .. }, Some(tls)) = (&mut transport, tls) {
         if *current == SmtpTls::Implicit {
@@ -417,6 +426,111 @@ fn read_smtp(
         retry_attempts,
         max_message_size: max_message_size?,
         ca_file: ca_file?,
+        dkim: dkim?,
+    })
+}
+
+/// `[smtp.dkim]`: names checked here, the key when the signer loads it.
+fn read_dkim(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<DkimConfig> {
+    t.forbid(
+        p,
+        "key",
+        "the DKIM key is a secret: give a file with `private_key`, or the PEM in HERALD_DKIM_KEY",
+    );
+    let domain = t.required_string(p, "domain").and_then(|d| {
+        let name = d.value.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            });
+        if ok {
+            Some(name)
+        } else {
+            p.at(
+                &d.span,
+                &d.key,
+                format!("\"{}\" is not a domain name", d.value),
+            );
+            None
+        }
+    });
+    let selector = t.required_string(p, "selector").and_then(|s| {
+        let ok = !s.value.is_empty()
+            && s.value.len() <= 63
+            && s.value.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if ok {
+            Some(s.value)
+        } else {
+            p.at(
+                &s.span,
+                &s.key,
+                format!(
+                    "\"{}\" is not a selector (letters, digits, '-' and '.')",
+                    s.value
+                ),
+            );
+            None
+        }
+    });
+    let algorithm = t
+        .parsed(p, "algorithm", |s| match s {
+            "rsa-sha256" => Ok(DkimAlgorithm::RsaSha256),
+            "ed25519-sha256" => Ok(DkimAlgorithm::Ed25519Sha256),
+            other => Err(format!(
+                "\"{other}\" is not a DKIM algorithm (use \"rsa-sha256\" or \"ed25519-sha256\")"
+            )),
+        })
+        .map(|a| a.value);
+    let algorithm = if t.has("algorithm") {
+        algorithm?
+    } else {
+        DkimAlgorithm::RsaSha256
+    };
+    let private_key = t.string(p, "private_key").map(|k| PathBuf::from(k.value));
+    let headers = match t.strings(p, "headers") {
+        Some(list) => {
+            let names: Vec<String> = list.iter().map(|h| h.value.clone()).collect();
+            for h in &list {
+                if h.value.is_empty() || !h.value.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                {
+                    p.at(
+                        &h.span,
+                        &h.key,
+                        format!("\"{}\" is not a header name", h.value),
+                    );
+                }
+            }
+            if !names.iter().any(|n| n.eq_ignore_ascii_case("from")) {
+                p.at(
+                    &t.span_of("headers").unwrap_or_default(),
+                    t.key("headers"),
+                    "must include \"From\" (RFC 6376 §5.4)",
+                );
+                return None;
+            }
+            names
+        }
+        None if t.has("headers") => return None,
+        None => DKIM_DEFAULT_HEADERS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .collect(),
+    };
+    Some(DkimConfig {
+        domain: domain?,
+        selector: selector?,
+        algorithm,
+        private_key,
+        headers,
     })
 }
 

@@ -14,6 +14,8 @@ pub struct Secrets {
     pub previous_secret: Option<String>,
     /// `HERALD_METRICS_TOKEN`: when set, `/metrics` wants `Authorization: Bearer <it>`.
     pub metrics_token: Option<String>,
+    /// `HERALD_DKIM_KEY`: the DKIM private key as PEM, when `smtp.dkim.private_key` is not set.
+    pub dkim_key: Option<String>,
 }
 
 /// A secret from the environment that herald refuses.
@@ -35,6 +37,7 @@ impl Secrets {
             signing_secret: read("HERALD_SECRET"),
             previous_secret: read("HERALD_SECRET_PREVIOUS"),
             metrics_token: read("HERALD_METRICS_TOKEN"),
+            dkim_key: read("HERALD_DKIM_KEY"),
         }
     }
 
@@ -88,6 +91,7 @@ impl fmt::Debug for Secrets {
             .field("signing_secret", &shown(&self.signing_secret))
             .field("previous_secret", &shown(&self.previous_secret))
             .field("metrics_token", &shown(&self.metrics_token))
+            .field("dkim_key", &shown(&self.dkim_key))
             .finish()
     }
 }

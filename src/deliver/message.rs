@@ -30,6 +30,8 @@ pub struct MessageContext {
     pub list_id: String,
     /// Where mailto unsubscribes go.
     pub unsubscribe_mailbox: Address,
+    /// Signs each finished message, when `[smtp.dkim]` is set.
+    pub dkim: Option<std::sync::Arc<super::dkim::DkimSigner>>,
 }
 
 impl MessageContext {
@@ -61,6 +63,27 @@ impl MessageContext {
             reply_to: reply_to.cloned(),
             envelope_sender,
             list_id,
+            dkim: None,
+        }
+    }
+
+    /// The context with messages signed by `signer`.
+    pub fn signed_by(mut self, signer: Option<std::sync::Arc<super::dkim::DkimSigner>>) -> Self {
+        self.dkim = signer;
+        self
+    }
+
+    /// `bytes` signed when DKIM is configured, after the last change to the message.
+    fn finish(
+        &self,
+        bytes: Vec<u8>,
+        date: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<u8>, String> {
+        match &self.dkim {
+            Some(signer) => signer
+                .sign(&bytes, date.timestamp())
+                .map_err(|e| format!("DKIM: {e}")),
+            None => Ok(bytes),
         }
     }
 }
@@ -138,6 +161,7 @@ pub fn build_message(
         Ok(message.formatted())
     })?;
     check_header_lines(&bytes)?;
+    let bytes = ctx.finish(bytes, date)?;
     Ok(BuiltMessage { envelope, bytes })
 }
 
@@ -185,6 +209,7 @@ pub fn build_transactional(
         Ok(message.formatted())
     })?;
     check_header_lines(&bytes)?;
+    let bytes = ctx.finish(bytes, m.date)?;
     Ok(BuiltMessage { envelope, bytes })
 }
 

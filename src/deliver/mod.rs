@@ -2,6 +2,7 @@
 //!
 //! | part | file | what it does |
 //! | --- | --- | --- |
+//! | dkim | [`dkim`] | signs each finished message (RFC 6376 relaxed/relaxed, RSA-SHA256 or Ed25519-SHA256) |
 //! | message | [`message`] | builds each MIME message: multipart/alternative, Message-ID, List-Id, List-Unsubscribe (+ One-Click), envelope sender |
 //! | transport | [`transport`] | `file://DIR` (one `.eml` per message) or SMTP through lettre's pooled async transport |
 //! | sender | [`sender`] | walks the ledger in batches, bounded concurrency, a token-bucket rate, retries with backoff, bounces |
@@ -11,6 +12,7 @@
 //! Message-ID comes from (issue, subscriber), so the one unavoidable duplicate (a crash
 //! between the 250 and the commit) is one a mail client collapses.
 
+pub mod dkim;
 pub mod message;
 pub mod sender;
 pub mod transport;
@@ -262,6 +264,8 @@ pub fn stored_reply_blames_address(reply: &str) -> bool {
 pub enum Error {
     #[error("SMTP relay {host}: {message}")]
     Relay { host: String, message: String },
+    #[error("{0}")]
+    Dkim(String),
     #[error("cannot create the outbox folder {path}: {source}")]
     Outbox {
         path: String,

@@ -515,6 +515,7 @@ impl Herald {
             &digest.name,
             &self.message_domain(),
         )
+        .signed_by(self.dkim.clone())
     }
 
     /// The site's host: the domain of Message-IDs and List-Ids.

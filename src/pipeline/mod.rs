@@ -51,6 +51,8 @@ pub struct Herald {
     enricher: Arc<Enricher>,
     secrets: Secrets,
     transport: Transport,
+    /// Signs every message, when `[smtp.dkim]` is set.
+    dkim: Option<Arc<crate::deliver::dkim::DkimSigner>>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::telemetry::Metrics>,
     /// How far long work is (drawn by the command line).
@@ -193,8 +195,16 @@ impl Herald {
         let fetcher = Fetcher::new(config.ingest.max_redirects)?;
         let enricher = Arc::new(Enricher::new(&config.enrich));
         let transport = Transport::from_config(&config.smtp, &secrets)?;
+        let dkim = match &config.smtp.dkim {
+            Some(dkim) => Some(Arc::new(
+                crate::deliver::dkim::DkimSigner::load(dkim, secrets.dkim_key.as_deref())
+                    .map_err(crate::deliver::Error::Dkim)?,
+            )),
+            None => None,
+        };
         let templates = load_templates(&config)?;
         Ok(Self {
+            dkim,
             templates: Arc::new(std::sync::RwLock::new(Arc::new(templates))),
             secrets,
             transport,

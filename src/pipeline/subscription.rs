@@ -307,6 +307,7 @@ impl Herald {
             "confirm",
             &self.message_domain(),
         )
+        .signed_by(self.dkim.clone())
     }
 
     /// What a confirm link is (the page shown before its button is pressed).

@@ -6,6 +6,7 @@
 mod cli;
 mod corpus;
 mod digest;
+mod dkim;
 mod enrich;
 mod feeds;
 mod feeds_out;
