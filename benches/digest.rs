@@ -5,7 +5,9 @@
 //! client (16 connections, TCP_NODELAY, one write per message) pushes the same message
 //! bytes to the same sink: the sink's ceiling on this machine. Then STARTTLS and
 //! `smtps://` are measured against a TLS-speaking sink (a test CA through
-//! `smtp.ca_file`), with `HERALD_BENCH_TLS_SUBSCRIBERS` (default 20,000) each.
+//! `smtp.ca_file`), with `HERALD_BENCH_TLS_SUBSCRIBERS` (default 20,000) each, and the
+//! send unsigned, DKIM-signed with Ed25519 and with RSA-2048
+//! (`HERALD_BENCH_DKIM_SUBSCRIBERS`, default 20,000).
 //!
 //! Reports rows/s, seconds and peak RSS (sampled from /proc) for each step.
 //! Targets: import ≥ 100,000 rows/s; list and export streamed (flat RSS); remove under
@@ -121,6 +123,28 @@ fn main() {
         rates.push(bench.send(&sink, tls_subscribers, label));
     }
     println!("smtps:// / STARTTLS = {:.2}", rates[1] / rates[0]);
+
+    // DKIM: the same send unsigned, then signed with each algorithm, on one plain sink.
+    let dkim_subscribers = count("HERALD_BENCH_DKIM_SUBSCRIBERS", 20_000);
+    let sink = runtime.block_on(SmtpSink::start_with(false));
+    let mut rates = Vec::new();
+    for (algorithm, label) in [
+        (None, "unsigned"),
+        (Some("ed25519-sha256"), "DKIM Ed25519"),
+        (Some("rsa-sha256"), "DKIM RSA-2048"),
+    ] {
+        let bench = Bench::with_dkim(&sink, "tls = \"none\"\n", dkim_subscribers, algorithm);
+        bench.run(
+            &["subscribers", "import", "subscribers.csv", "--confirmed"],
+            None,
+        );
+        rates.push(bench.send(&sink, dkim_subscribers, label));
+    }
+    println!(
+        "DKIM / unsigned: Ed25519 {:.2}, RSA-2048 {:.2}",
+        rates[1] / rates[0],
+        rates[2] / rates[0]
+    );
 }
 
 /// A herald install in a temp dir: config, a polled 10-post feed, a subscriber file.
@@ -131,8 +155,39 @@ struct Bench {
 
 impl Bench {
     fn new(sink: &SmtpSink, tls: &str, subscribers: usize) -> Self {
+        Self::with_dkim(sink, tls, subscribers, None)
+    }
+
+    /// [`Bench::new`], signing with a new DKIM key of `algorithm` when given.
+    fn with_dkim(sink: &SmtpSink, tls: &str, subscribers: usize, algorithm: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().to_path_buf();
+        let dkim = match algorithm {
+            Some(algorithm) => {
+                let keygen = Command::new(env!("CARGO_BIN_EXE_herald"))
+                    .args([
+                        "dkim",
+                        "keygen",
+                        "--selector",
+                        "bench",
+                        "--domain",
+                        "example.org",
+                    ])
+                    .args(["--algorithm", algorithm, "--out", "dkim.pem"])
+                    .current_dir(&root)
+                    .output()
+                    .unwrap();
+                assert!(
+                    keygen.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&keygen.stderr)
+                );
+                format!(
+                    "[smtp.dkim]\ndomain = \"example.org\"\nselector = \"bench\"\nalgorithm = \"{algorithm}\"\nprivate_key = \"dkim.pem\"\n"
+                )
+            }
+            None => String::new(),
+        };
         std::fs::write(root.join("feed.xml"), feed(10)).unwrap();
         let ca = if sink.ca_pem().is_some() {
             "ca_file = \"ca.pem\"\n"
@@ -142,7 +197,7 @@ impl Bench {
         let config = format!(
             "[site]\ntitle = \"Bench Notes\"\nbase_url = \"https://news.example.org/\"\n\
              [[sources]]\nname = \"bench\"\nurl = \"feed.xml\"\n\
-             [smtp]\nurl = \"{}\"\n{tls}{ca}from = \"Bench Notes <news@example.org>\"\nrate = 100000\nmax_connections = 16\n\
+             [smtp]\nurl = \"{}\"\n{tls}{ca}from = \"Bench Notes <news@example.org>\"\nrate = 100000\nmax_connections = 16\n{dkim}\
              [[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\ntimezone = \"Europe/Berlin\"\nmax_posts = 10\n",
             sink.url()
         );
