@@ -94,7 +94,7 @@ fn dkim_keygen(
     out: Option<&std::path::Path>,
 ) -> Result<Outcome> {
     use crate::config::{DkimAlgorithm, DkimConfig};
-    use crate::deliver::dkim::{DkimSigner, generate_key};
+    use crate::deliver::dkim::{DkimSigner, generate_key, txt_strings};
     let algorithm = match algorithm {
         "rsa-sha256" => DkimAlgorithm::RsaSha256,
         "ed25519-sha256" => DkimAlgorithm::Ed25519Sha256,
@@ -133,8 +133,8 @@ fn dkim_keygen(
     let pem = generate_key(algorithm).map_err(|e| anyhow::anyhow!(e))?;
     let signer = DkimSigner::load(&DkimConfig { algorithm, ..dkim }, Some(&pem))
         .map_err(|e| anyhow::anyhow!(e))?;
+    let (name, record) = signer.dns_record().map_err(|e| anyhow::anyhow!(e))?;
     write_private(&path, &pem)?;
-    let (name, record) = signer.dns_record();
     let algorithm_name = match algorithm {
         DkimAlgorithm::RsaSha256 => "rsa-sha256",
         DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
@@ -142,9 +142,9 @@ fn dkim_keygen(
     println!("wrote {}", path.display());
     println!();
     println!(
-        "Publish this TXT record (split the value into strings of at most 255 characters if your DNS host asks):"
+        "Publish this TXT record (its value is split into strings of at most 255 characters, as DNS requires; a DNS host's web form may want them joined):"
     );
-    println!("{name}. IN TXT \"{record}\"");
+    println!("{name}. IN TXT {}", txt_strings(&record));
     println!();
     println!("Then add to the config:");
     println!("[smtp.dkim]");
@@ -185,8 +185,15 @@ fn write_private(path: &std::path::Path, contents: &str) -> Result<()> {
             path.display()
         )
     })?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    if let Err(e) = file
+        .write_all(contents.as_bytes())
+        .and_then(|()| file.sync_all())
+    {
+        // A half-written key must not be left to be mistaken for a whole one.
+        drop(file);
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
     Ok(())
 }
 

@@ -500,7 +500,11 @@ fn read_dkim(t: &mut TableReader<'_, '_>, p: &mut Problems) -> Option<DkimConfig
         Some(list) => {
             let names: Vec<String> = list.iter().map(|h| h.value.clone()).collect();
             for h in &list {
-                if h.value.is_empty() || !h.value.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                if h.value.is_empty()
+                    || !h
+                        .value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 {
                     p.at(
                         &h.span,

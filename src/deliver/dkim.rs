@@ -64,11 +64,7 @@ impl DkimSigner {
         Ok(Self {
             domain: config.domain.clone(),
             selector: config.selector.clone(),
-            headers: config
-                .headers
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
+            headers: signed_names(&config.headers),
             key,
         })
     }
@@ -88,32 +84,36 @@ impl DkimSigner {
     /// domain must be the signing domain or below it (relaxed alignment, RFC 7489 §3.1.1).
     pub fn alignment_warning(&self, from: &lettre::Address) -> Option<String> {
         let from_domain = from.domain().trim_end_matches('.').to_ascii_lowercase();
-        let aligned =
-            from_domain == self.domain || from_domain.ends_with(&format!(".{}", self.domain));
+        let signing = self.domain.trim_end_matches('.').to_ascii_lowercase();
+        // Relaxed alignment compares organisational domains; without the public suffix
+        // list, one being the other or below it is the test that never warns wrongly.
+        let below = |a: &str, b: &str| a == b || a.ends_with(&format!(".{b}"));
+        let aligned = below(&from_domain, &signing) || below(&signing, &from_domain);
         (!aligned).then(|| {
             format!(
-                "smtp.dkim.domain \"{}\" does not align with the From domain \"{from_domain}\": DMARC will not count the signature; sign with d={from_domain} (or a parent of it)",
+                "smtp.dkim.domain \"{}\" does not appear to align with the From domain \"{from_domain}\": unless both share one organisational domain, DMARC will not count the signature; sign with d={from_domain}",
                 self.domain
             )
         })
     }
 
-    /// The TXT record to publish at `<selector>._domainkey.<domain>`.
-    pub fn dns_record(&self) -> (String, String) {
+    /// The TXT record to publish at `<selector>._domainkey.<domain>`. An empty `p=`
+    /// would revoke the key, so a key that cannot be exported is an error.
+    pub fn dns_record(&self) -> Result<(String, String), String> {
         let (k, p) = match &self.key {
             Key::Rsa(pair) => (
                 "rsa",
                 pair.public_key()
                     .as_der()
                     .map(|der: PublicKeyX509Der<'_>| BASE64.encode(der.as_ref()))
-                    .unwrap_or_default(),
+                    .map_err(|_| "cannot export the RSA public key".to_owned())?,
             ),
             Key::Ed25519(pair) => ("ed25519", BASE64.encode(pair.public_key().as_ref())),
         };
-        (
+        Ok((
             format!("{}._domainkey.{}", self.selector, self.domain),
             format!("v=DKIM1; k={k}; p={p}"),
-        )
+        ))
     }
 
     /// `message` with a DKIM-Signature header in front, signed at `now` (Unix seconds).
@@ -121,35 +121,38 @@ impl DkimSigner {
         let (head, body) = split_message(message);
         let body_hash = BASE64.encode(Sha256::digest(relaxed_body(body)));
         let fields = header_fields(head);
-        // Each listed header that the message carries, the last instance (RFC 6376
-        // §5.4.2); From must be there.
-        let mut signed: Vec<(&str, &[u8])> = Vec::new();
+        // Every instance of each listed header, bottom-up, and the name once more: the
+        // extra entry signs "no further instance" (RFC 6376 §5.4.2, §8.15), so a Subject
+        // or Reply-To added on the way breaks the signature instead of riding on it.
+        let mut signed: Vec<&[u8]> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
         for name in &self.headers {
-            if let Some(field) = fields
+            for field in fields
                 .iter()
                 .rev()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             {
-                signed.push((name.as_str(), field.1));
+                signed.push(field.1);
+                names.push(name);
             }
+            names.push(name);
         }
-        if !signed.iter().any(|(name, _)| *name == "from") {
+        if !fields.iter().any(|(n, _)| n.eq_ignore_ascii_case("from")) {
             return Err("the message has no From header to sign".into());
         }
-        let names: Vec<&str> = signed.iter().map(|(name, _)| *name).collect();
         let a = match self.algorithm() {
             DkimAlgorithm::RsaSha256 => "rsa-sha256",
             DkimAlgorithm::Ed25519Sha256 => "ed25519-sha256",
         };
         // Folded so no line comes near the 998-byte limit; the b= value follows last.
         let mut header = format!(
-            "DKIM-Signature: v=1; a={a}; c=relaxed/relaxed; d={}; s={}; t={now};\r\n\th={};\r\n\tbh={body_hash};\r\n\tb=",
+            "DKIM-Signature: v=1; a={a}; c=relaxed/relaxed;\r\n\td={}; s={}; t={now};\r\n\th={};\r\n\tbh={body_hash};\r\n\tb=",
             self.domain,
             self.selector,
-            names.join(":"),
+            folded_names(&names),
         );
         let mut data: Vec<u8> = Vec::with_capacity(1024);
-        for (_, field) in &signed {
+        for field in &signed {
             data.extend_from_slice(&relaxed_header(field));
             data.extend_from_slice(b"\r\n");
         }
@@ -184,6 +187,52 @@ impl DkimSigner {
     }
 }
 
+/// The configured header names, lower-case, each once, From always among them.
+fn signed_names(configured: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::with_capacity(configured.len() + 1);
+    for name in configured {
+        let name = name.to_ascii_lowercase();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if !names.iter().any(|n| n == "from") {
+        names.insert(0, "from".to_owned());
+    }
+    names
+}
+
+/// `names` joined by ':' and folded before a name that would pass 72 columns (FWS is
+/// allowed around the colons of h=, RFC 6376 §3.5).
+fn folded_names(names: &[&str]) -> String {
+    let mut out = String::new();
+    let mut column = 3;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(':');
+            column += 1;
+            if column + name.len() > 72 {
+                out.push_str("\r\n\t");
+                column = 1;
+            }
+        }
+        out.push_str(name);
+        column += name.len();
+    }
+    out
+}
+
+/// The TXT record value as DNS character-strings: quoted, at most 255 bytes each
+/// (RFC 1035 §3.3), which receivers join back into one value.
+pub fn txt_strings(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|chunk| format!("\"{}\"", String::from_utf8_lossy(chunk)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A new key for `algorithm` as PKCS#8 PEM.
 pub fn generate_key(algorithm: DkimAlgorithm) -> Result<String, String> {
     let der: Vec<u8> = match algorithm {
@@ -213,24 +262,47 @@ pub fn generate_key(algorithm: DkimAlgorithm) -> Result<String, String> {
 }
 
 fn read_key_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
     let shown = path.display();
-    // A regular file of sane size: a device or a FIFO here would hang every command.
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("smtp.dkim.private_key: cannot read {shown}: {e}"))?;
+    let cannot = |e: std::io::Error| format!("smtp.dkim.private_key: cannot read {shown}: {e}");
+    // A regular file of sane size, checked on the opened file itself: a device or a FIFO
+    // here would hang every command. Opening a FIFO for reading would block, so the path
+    // is checked first and the open file again.
+    if !std::fs::metadata(path).map_err(cannot)?.is_file() {
+        return Err(format!(
+            "smtp.dkim.private_key: {shown} is not a PEM key file"
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() || meta.len() > KEY_FILE_MAX {
         return Err(format!(
             "smtp.dkim.private_key: {shown} is not a PEM key file of at most 64 KiB"
         ));
     }
-    std::fs::read_to_string(path)
-        .map_err(|e| format!("smtp.dkim.private_key: cannot read {shown}: {e}"))
+    let mut text = String::new();
+    file.take(KEY_FILE_MAX)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    Ok(text)
 }
 
 /// The key in `pem`, which must be of `algorithm`'s kind.
 fn parse_key(pem: &str, algorithm: DkimAlgorithm) -> Result<Key, String> {
+    // An environment variable often carries the PEM with its newlines written as "\n".
+    let unescaped;
+    let pem = if pem.contains("\\n") && !pem.contains('\n') {
+        unescaped = pem.replace("\\n", "\n");
+        &unescaped
+    } else {
+        pem
+    };
     let (label, der) =
         pem_block(pem).ok_or("not a PEM private key (expected -----BEGIN PRIVATE KEY-----)")?;
     match (algorithm, label.as_str()) {
+        (_, "ENCRYPTED PRIVATE KEY") => Err(
+            "the key is encrypted; herald needs it unencrypted (`openssl pkcs8 -in KEY -out PLAIN.pem` decrypts it; keep PLAIN.pem mode 0600)".into(),
+        ),
         (DkimAlgorithm::RsaSha256, "PRIVATE KEY" | "RSA PRIVATE KEY") => {
             let pair = if label == "PRIVATE KEY" {
                 RsaKeyPair::from_pkcs8(&der)
@@ -411,6 +483,92 @@ mod tests {
         assert_eq!(relaxed_body(b""), b"");
         assert_eq!(relaxed_body(b"\r\n\r\n"), b"");
         assert_eq!(relaxed_body(b"x"), b"x\r\n");
+    }
+
+    fn signer(headers: &[&str]) -> DkimSigner {
+        let pem = generate_key(DkimAlgorithm::Ed25519Sha256).unwrap();
+        let config = DkimConfig {
+            domain: "example.org".into(),
+            selector: "s1".into(),
+            algorithm: DkimAlgorithm::Ed25519Sha256,
+            private_key: None,
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+        };
+        DkimSigner::load(&config, Some(&pem)).unwrap()
+    }
+
+    /// The h= tag of a signed message, unfolded.
+    fn h_tag(signed: &[u8]) -> String {
+        let text = String::from_utf8_lossy(signed);
+        let at = text.find("h=").unwrap() + 2;
+        let end = at + text[at..].find(';').unwrap();
+        text[at..end].replace("\r\n\t", "")
+    }
+
+    #[test]
+    fn every_instance_is_signed_and_each_name_once_more() {
+        let message =
+            b"From: a@example.org\r\nReceived: x\r\nReceived: y\r\nSubject: Hi\r\n\r\nbody\r\n";
+        // From listed twice in any case is one entry; Received twice plus once more.
+        let signed = signer(&["From", "FROM", "Received", "Subject", "Reply-To"])
+            .sign(message, 1)
+            .unwrap();
+        assert_eq!(
+            h_tag(&signed),
+            "from:from:received:received:received:subject:subject:reply-to"
+        );
+        assert!(signed.ends_with(message));
+        // From is signed even when the list forgets it; a message without From is refused.
+        let signed = signer(&["Subject"]).sign(message, 1).unwrap();
+        assert_eq!(h_tag(&signed), "from:from:subject:subject");
+        assert!(signer(&["From"]).sign(b"Subject: x\r\n\r\n", 1).is_err());
+        // A long list is folded; no line of the header passes 78 columns.
+        let many: Vec<String> = (0..40).map(|i| format!("X-Header-Number-{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let signed = signer(&many).sign(message, 1).unwrap();
+        let head = String::from_utf8_lossy(&signed);
+        let head = &head[..head.find("\r\nFrom: ").unwrap()];
+        assert!(head.split("\r\n").all(|l| l.len() <= 78), "{head}");
+    }
+
+    #[test]
+    fn no_input_panics_the_signer_or_the_key_reader() {
+        let signer = signer(&["From", "Subject"]);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"From:\r\n \t-----BEGIN END PRIVATE KEY\\nAB=\xff\xc3";
+        for _ in 0..20_000 {
+            let len = (next() % 80) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = signer.sign(&bytes, 0);
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_key(&text, DkimAlgorithm::RsaSha256);
+            let _ = parse_key(&text, DkimAlgorithm::Ed25519Sha256);
+        }
+    }
+
+    #[test]
+    fn keys_arrive_escaped_or_encrypted() {
+        let pem = generate_key(DkimAlgorithm::Ed25519Sha256).unwrap();
+        let escaped = pem.trim_end().replace('\n', "\\n");
+        assert!(parse_key(&escaped, DkimAlgorithm::Ed25519Sha256).is_ok());
+        let encrypted =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        let err = parse_key(encrypted, DkimAlgorithm::RsaSha256)
+            .err()
+            .unwrap();
+        assert!(err.contains("encrypted"), "{err}");
+        assert_eq!(
+            txt_strings(&"a".repeat(300)),
+            format!("\"{}\" \"{}\"", "a".repeat(255), "a".repeat(45))
+        );
     }
 
     #[test]

@@ -108,7 +108,7 @@ async fn signed_mail_verifies(algorithm: DkimAlgorithm, name: &str) {
     let clock = clock();
     let herald = herald_for(&env, &clock).await;
     let signer = DkimSigner::load(env.config().smtp.dkim.as_ref().unwrap(), None).unwrap();
-    let (record_name, record) = signer.dns_record();
+    let (record_name, record) = signer.dns_record().unwrap();
     assert_eq!(record_name, "s2026._domainkey.example.org");
 
     herald.poll_sources(None).await.unwrap();
@@ -166,13 +166,29 @@ async fn signed_mail_verifies(algorithm: DkimAlgorithm, name: &str) {
             !dkimpy_verifies(env.dir.path(), &changed, &record_name, &record),
             "{name}: a changed subject still verifies"
         );
+        // A header added on the way, below the signature: a second Subject (which
+        // many clients show instead of the first) and a Reply-To the message lacked.
+        for added in [
+            "Subject: You have won\r\n",
+            "Reply-To: thief@example.net\r\n",
+        ] {
+            let mut changed = m.data.clone();
+            changed.splice(subject_at - 9..subject_at - 9, added.bytes());
+            assert!(
+                !dkimpy_verifies(env.dir.path(), &changed, &record_name, &record),
+                "{name}: an added {added:?} still verifies"
+            );
+        }
         // Another key for the same selector does not verify it.
         let other = tempfile::tempdir().unwrap();
         let other_path = other.path().join("other.pem");
         std::fs::write(&other_path, generate_key(algorithm).unwrap()).unwrap();
         let mut other_config = env.config().smtp.dkim.unwrap();
         other_config.private_key = Some(other_path);
-        let (_, other_record) = DkimSigner::load(&other_config, None).unwrap().dns_record();
+        let (_, other_record) = DkimSigner::load(&other_config, None)
+            .unwrap()
+            .dns_record()
+            .unwrap();
         assert!(!dkimpy_verifies(
             env.dir.path(),
             &m.data,
@@ -235,7 +251,7 @@ async fn check_config_names_a_bad_key_and_a_misaligned_domain() {
     ));
     let (code, _, err) = env.run(&["check-config"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("does not align"), "{err}");
+    assert!(err.contains("does not appear to align"), "{err}");
     // The key from the environment.
     let env = TestEnv::new(&format!(
         "{base}domain = \"example.org\"\nalgorithm = \"ed25519-sha256\"\n"
@@ -245,7 +261,44 @@ async fn check_config_names_a_bad_key_and_a_misaligned_domain() {
         .run_with_env(&["check-config"], &[("HERALD_DKIM_KEY", pem.as_str())])
         .await;
     assert_eq!(code, 0, "{err}");
-    assert!(!err.contains("does not align"), "{err}");
+    assert!(!err.contains("align"), "{err}");
+    // The same PEM with its newlines written as "\n", as env files often carry it.
+    let escaped = pem.trim_end().replace('\n', "\\n");
+    let (code, _, err) = env
+        .run_with_env(&["check-config"], &[("HERALD_DKIM_KEY", escaped.as_str())])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    // A signing domain one label below From's aligns (relaxed alignment).
+    let env = TestEnv::new(&format!(
+        "{base}domain = \"mail.example.org\"\nalgorithm = \"ed25519-sha256\"\nprivate_key = \"{}\"\n",
+        ed.display()
+    ));
+    let (code, _, err) = env.run(&["check-config"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("align"), "{err}");
+    // Signed headers: From is required and names are tokens.
+    for (headers, says) in [
+        ("[\"Subject\", \"To\"]", "must include \"From\""),
+        (
+            "[\"From\", \"X Mailer\"]",
+            "\"X Mailer\" is not a header name",
+        ),
+        (
+            "[\"From\", \"Subject:\"]",
+            "\"Subject:\" is not a header name",
+        ),
+    ] {
+        let env = TestEnv::new(&format!(
+            "{base}domain = \"example.org\"\nalgorithm = \"ed25519-sha256\"\nprivate_key = \"{}\"\nheaders = {headers}\n",
+            ed.display()
+        ));
+        let (code, _, err) = env.run(&["check-config"]).await;
+        assert_eq!(code, 1, "{headers}: {err}");
+        assert!(
+            err.contains("smtp.dkim.headers") && err.contains(says),
+            "{headers}: {err}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -301,4 +354,30 @@ async fn keygen_writes_a_private_key_once_and_prints_the_record() {
         .await;
     assert_eq!(code, 1);
     assert!(err.contains("--selector"), "{err}");
+    // An RSA record is longer than one DNS string may be: split into quoted strings.
+    let (code, out, err) = env
+        .run(&[
+            "dkim",
+            "keygen",
+            "--selector",
+            "r1",
+            "--domain",
+            "example.org",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let line = out.lines().find(|l| l.contains(" IN TXT ")).unwrap();
+    let strings: Vec<&str> = line
+        .split_once(" IN TXT ")
+        .unwrap()
+        .1
+        .split("\" \"")
+        .map(|s| s.trim_matches('"'))
+        .collect();
+    assert!(strings.len() >= 2, "{line}");
+    assert!(strings.iter().all(|s| s.len() <= 255), "{line}");
+    assert!(
+        strings.concat().starts_with("v=DKIM1; k=rsa; p=MII"),
+        "{line}"
+    );
 }
