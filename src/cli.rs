@@ -30,7 +30,7 @@ pub struct Cli {
 /// Which subscribers `list` and `export` read.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SubscriberSelection {
-    /// Only subscribers in this status: pending, confirmed, unsubscribed or bounced
+    /// Only subscribers in this status: pending, confirmed, unsubscribed, bounced or complained
     #[arg(long, value_parser = parse_status)]
     pub status: Option<crate::domain::SubscriberStatus>,
     /// Only subscribers of this digest
@@ -43,7 +43,7 @@ pub struct SubscriberSelection {
 
 fn parse_status(s: &str) -> Result<crate::domain::SubscriberStatus, String> {
     crate::domain::SubscriberStatus::parse(s.trim()).ok_or_else(|| {
-        format!("no status {s:?} (statuses: pending, confirmed, unsubscribed, bounced)")
+        format!("no status {s:?} (statuses: pending, confirmed, unsubscribed, bounced, complained)")
     })
 }
 
@@ -87,11 +87,38 @@ pub enum Command {
     /// DKIM keys
     #[command(subcommand)]
     Dkim(DkimCommand),
+    /// Bounces, complaints and mailto unsubscribes that come back to the bounce address
+    #[command(subcommand)]
+    Bounces(BouncesCommand),
     /// Run the daemon: poll and send on schedule, serve feeds and subscription pages
     Serve {
         /// Address to listen on [default: http.listen]
         #[arg(long, value_name = "ADDR")]
         listen: Option<std::net::SocketAddr>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Read one message (a file, or standard input for an MTA's pipe or a .forward), or
+    /// every new message of a Maildir, and act on the bounces (RFC 3464 DSNs and the
+    /// common plain-text ones), complaints (ARF) and mailto unsubscribes that carry
+    /// herald's signed token. Anything else is left for a person. Exits 0 when the
+    /// message was processed or filed, 75 when the store cannot be used (the MTA retries)
+    Read {
+        /// The message file, or - for standard input [default: standard input]
+        #[arg(value_name = "FILE|-", conflicts_with = "maildir")]
+        file: Option<PathBuf>,
+        /// Read every message in DIR/new; processed ones move to DIR/cur, flagged seen
+        #[arg(long, value_name = "DIR")]
+        maildir: Option<PathBuf>,
+        /// The envelope recipient, as the MTA gives it (Postfix: ${original_recipient})
+        #[arg(long, value_name = "ADDR")]
+        recipient: Option<String>,
+        /// Maildir where a message that is not for herald is filed for a person
+        /// [default: held-mail/ beside the store]
+        #[arg(long, value_name = "DIR", conflicts_with = "maildir")]
+        hold: Option<PathBuf>,
     },
 }
 
@@ -140,14 +167,22 @@ pub enum SubscribersCommand {
         /// Mark the address confirmed (they opted in elsewhere); otherwise pending
         #[arg(long)]
         confirmed: bool,
+        /// Re-add an address that bounced or complained (suppressed): only when you know
+        /// it works again and its owner wants the mail
+        #[arg(long)]
+        unsuppress: bool,
     },
     /// Import subscribers from a CSV file with columns email,name,digests[,status] (an
-    /// unsubscribed or bounced status, as `export` writes it, is kept)
+    /// unsubscribed, bounced or complained status, as `export` writes it, is kept; a
+    /// known bounced or complained address is never re-added without --unsuppress)
     Import {
         file: PathBuf,
         /// Mark imported addresses confirmed; otherwise pending
         #[arg(long)]
         confirmed: bool,
+        /// Re-add known addresses that bounced or complained (suppressed)
+        #[arg(long)]
+        unsuppress: bool,
     },
     /// List subscribers, by id (streamed: any list size, constant memory)
     List {

@@ -1,5 +1,6 @@
 //! The `herald` binary: parse the command line, set up logging, run, map the outcome to an
-//! exit code (0 ok, 1 bad config or usage, 2 finished but some source failed).
+//! exit code (0 ok, 1 bad config or usage, 2 finished but some source failed, 75 try
+//! again later: `bounces read` when the store cannot be used).
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     match runtime.block_on(app::run(cli)) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(2),
+        Ok(Outcome::TempFail) => ExitCode::from(75),
         Err(e) => {
             // The error and its causes on one line (anyhow's alternate form).
             eprintln!("herald: {e:#}");

@@ -3,6 +3,7 @@
 //! Output for people goes to stdout (tables, summaries) or stdout as JSON with `--json`;
 //! logs go to stderr. The [`Outcome`] decides the exit code.
 
+mod bounces;
 mod digest;
 mod progress;
 mod serve;
@@ -15,7 +16,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Cli, Command, DkimCommand, EnrichArgs, FeedCommand, PollArgs, PostsCommand};
+use crate::cli::{
+    BouncesCommand, Cli, Command, DkimCommand, EnrichArgs, FeedCommand, PollArgs, PostsCommand,
+};
 use crate::clock::SystemClock;
 use crate::config::{self, Config};
 use crate::domain::{Post, PostId, RelatedPost};
@@ -31,6 +34,8 @@ pub enum Outcome {
     Success,
     /// Exit 2: the run finished but some part of it (a source) failed.
     Partial,
+    /// Exit 75 (EX_TEMPFAIL): try again later; an MTA keeps the message.
+    TempFail,
 }
 
 /// Runs one command.
@@ -49,8 +54,15 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH));
+    // An MTA's pipe: a config it cannot read is the operator's to fix, and the mail
+    // waits for it (exit 75) rather than bouncing back.
+    let piped = matches!(cli.command, Command::Bounces(_));
     let config = match config::load(&path) {
         Ok(config) => config,
+        Err(e) if piped => {
+            eprintln!("herald: {e:#}; the MTA should try again once the config is fixed");
+            return Ok(Outcome::TempFail);
+        }
         Err(config::Error::Invalid(problems)) => {
             for problem in &problems {
                 eprintln!("{problem}");
@@ -83,6 +95,23 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Posts(cmd) => posts(config, cmd).await,
         Command::Status { json } => status::run(config, json).await,
         Command::Dkim(_) => bail!("dkim commands run before the config is read"),
+        Command::Bounces(BouncesCommand::Read {
+            file,
+            maildir,
+            recipient,
+            hold,
+        }) => {
+            bounces::read(
+                config,
+                bounces::ReadArgs {
+                    file,
+                    maildir,
+                    recipient,
+                    hold,
+                },
+            )
+            .await
+        }
     }
 }
 

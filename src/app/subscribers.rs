@@ -29,6 +29,7 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
             name,
             digests,
             confirmed,
+            unsuppress,
         } => {
             let email = SubscriberEmail::parse(&email).map_err(anyhow::Error::msg)?;
             let name = match name {
@@ -43,11 +44,12 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
             };
             let result = herald
                 .store
-                .add_subscriber(
+                .add_subscriber_with(
                     &email,
                     name.as_ref().map(SubscriberName::as_str),
                     &digests,
                     status,
+                    unsuppress,
                     now,
                 )
                 .await?;
@@ -60,6 +62,15 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
                 AddOutcome::Added(_) => "added",
                 AddOutcome::Updated(_) => "updated",
                 AddOutcome::Unchanged(_) => "unchanged",
+                AddOutcome::Suppressed(_) => bail!(
+                    "{} is {} ({}) and suppressed: herald does not mail it again. If the address works again and its owner wants the mail, add it with --unsuppress",
+                    subscriber.email,
+                    subscriber.status.as_str(),
+                    subscriber
+                        .status_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
             };
             writeln!(
                 out,
@@ -70,7 +81,11 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
             )?;
             Outcome::Success
         }
-        SubscribersCommand::Import { file, confirmed } => {
+        SubscribersCommand::Import {
+            file,
+            confirmed,
+            unsuppress,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let (rows, problems) = parse_import(&bytes, &known);
@@ -85,21 +100,27 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
             let drawer = super::progress::Drawer::start(Arc::clone(&herald.progress), quiet);
             let results = herald
                 .store
-                .add_subscribers(&rows, status, now, &herald.progress)
+                .add_subscribers_with(&rows, status, unsuppress, now, &herald.progress)
                 .await;
             drawer.finish().await;
             let results = results?;
             let count = |f: fn(&AddOutcome) -> bool| results.iter().filter(|r| f(r)).count();
+            let suppressed = count(|r| matches!(r, AddOutcome::Suppressed(_)));
             writeln!(
                 out,
-                "imported {}: {} added, {} updated, {} unchanged, {} rejected",
+                "imported {}: {} added, {} updated, {} unchanged, {} rejected, {suppressed} suppressed",
                 file.display(),
                 count(|r| matches!(r, AddOutcome::Added(_))),
                 count(|r| matches!(r, AddOutcome::Updated(_))),
                 count(|r| matches!(r, AddOutcome::Unchanged(_))),
                 problems.len()
             )?;
-            if problems.is_empty() {
+            if suppressed > 0 {
+                eprintln!(
+                    "{suppressed} addresses bounced or complained before and were left as they are (see `herald subscribers list --status bounced` and `--status complained`); --unsuppress re-adds them"
+                );
+            }
+            if problems.is_empty() && suppressed == 0 {
                 Outcome::Success
             } else {
                 Outcome::Partial
@@ -133,9 +154,15 @@ pub async fn run(config: Config, cmd: SubscribersCommand, quiet: bool) -> Result
                     let written = if json {
                         write_json_item(&mut out, &s, std::mem::take(&mut first))
                     } else {
+                        let reason = match &s.status_reason {
+                            Some(r) if s.status.is_suppressed() => {
+                                format!("  ({})", shorten(&r.escape_debug().to_string(), 120))
+                            }
+                            _ => String::new(),
+                        };
                         writeln!(
                             out,
-                            "{:>6}  {:<12}  {:<32}  {:<20}  {}",
+                            "{:>6}  {:<12}  {:<32}  {:<20}  {}{reason}",
                             s.id,
                             s.status.as_str(),
                             s.email,
@@ -355,15 +382,17 @@ pub fn parse_import(bytes: &[u8], known: &[String]) -> (Vec<ImportRow>, Vec<(u64
         let own = match fields.get(3).map(|s| s.trim()) {
             None | Some("") => None,
             Some(s) => match SubscriberStatus::parse(s) {
-                Some(left @ (SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced)) => {
-                    Some(left)
-                }
+                Some(
+                    left @ (SubscriberStatus::Unsubscribed
+                    | SubscriberStatus::Bounced
+                    | SubscriberStatus::Complained),
+                ) => Some(left),
                 Some(_) => None,
                 None => {
                     problems.push((
                         line,
                         format!(
-                            "status \"{}\" is not one of pending, confirmed, unsubscribed, bounced",
+                            "status \"{}\" is not one of pending, confirmed, unsubscribed, bounced, complained",
                             shorten(s, 40)
                         ),
                     ));

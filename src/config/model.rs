@@ -177,7 +177,12 @@ pub struct SmtpConfig {
     /// Where replies go, when not to `from`.
     pub reply_to: Option<lettre::message::Mailbox>,
     /// Envelope sender (`MAIL FROM`), where bounces go; defaults to the From address.
+    /// When set, each message's envelope sender is its VERP address
+    /// (`local+<token>@domain`), so the bounce address must accept plus-addressing.
     pub bounce_address: Option<lettre::message::Mailbox>,
+    /// Soft bounces (mailbox full, 4.x.x, delayed) in a row that make a subscriber
+    /// bounced.
+    pub soft_bounce_limit: u32,
     /// Connections kept open to the relay.
     pub max_connections: usize,
     /// Messages per second, across all connections.

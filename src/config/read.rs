@@ -366,7 +366,24 @@ fn read_smtp(
     let reply_to = t.parsed(p, "reply_to", parse_mailbox).map(|m| m.value);
     let bounce_address = t
         .parsed(p, "bounce_address", parse_mailbox)
-        .map(|m| m.value);
+        .and_then(|m| {
+            // VERP adds `+<token>` to the local part, which must stay within 64.
+            let local = m.value.email.user();
+            if local.len() > crate::domain::verp::LOCAL_MAX {
+                p.at(
+                    &m.span,
+                    &m.key,
+                    format!(
+                        "the part before @ is {} characters; herald adds a signed token to it for each message (VERP), so it can be at most {} (e.g. \"bounces@…\")",
+                        local.len(),
+                        crate::domain::verp::LOCAL_MAX
+                    ),
+                );
+                return None;
+            }
+            Some(m.value)
+        });
+    let soft_bounce_limit = t.integer(p, "soft_bounce_limit", 1..=100).unwrap_or(3) as u32;
     let max_connections = t.integer(p, "max_connections", 1..=100).unwrap_or(4) as usize;
     let rate = t.number(p, "rate", 0.001..=100_000.0).unwrap_or(50.0);
     let timeout = positive(t, p, "timeout").unwrap_or(Duration::from_secs(30));
@@ -420,6 +437,7 @@ fn read_smtp(
         from: from?,
         reply_to,
         bounce_address,
+        soft_bounce_limit,
         max_connections,
         rate,
         timeout,

@@ -12,6 +12,8 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
+use crate::domain::token::SigningKey;
+use crate::domain::verp::{self, DeliveryRef};
 use crate::domain::{SubscriberEmail, SubscriberName};
 use crate::render::email::cap_subject;
 use crate::render::{PersonalFields, RenderedIssue};
@@ -32,6 +34,9 @@ pub struct MessageContext {
     pub unsubscribe_mailbox: Address,
     /// Signs each finished message, when `[smtp.dkim]` is set.
     pub dkim: Option<std::sync::Arc<super::dkim::DkimSigner>>,
+    /// With `smtp.bounce_address` set: the key that signs each message's VERP envelope
+    /// sender (`bounces+<token>@…`, see [`crate::domain::verp`]).
+    pub verp: Option<SigningKey>,
 }
 
 impl MessageContext {
@@ -64,6 +69,24 @@ impl MessageContext {
             envelope_sender,
             list_id,
             dkim: None,
+            verp: None,
+        }
+    }
+
+    /// The context with VERP envelope senders signed by `key`, when there is a bounce
+    /// address (without one, bounces go to the From address, which is not VERP's).
+    pub fn with_verp(mut self, bounce: Option<&Mailbox>, key: &SigningKey) -> Self {
+        self.verp = bounce.map(|_| key.clone());
+        self
+    }
+
+    /// The envelope sender of one message: its VERP address when VERP applies.
+    fn envelope_sender_for(&self, delivery: Option<DeliveryRef>) -> Result<Address, String> {
+        match (&self.verp, delivery) {
+            (Some(key), Some(delivery)) => verp::address(key, &self.envelope_sender, delivery)
+                .parse()
+                .map_err(|e| format!("VERP envelope sender: {e}")),
+            _ => Ok(self.envelope_sender.clone()),
         }
     }
 
@@ -95,25 +118,41 @@ pub struct BuiltMessage {
     pub bytes: Vec<u8>,
 }
 
+/// Who one message of an issue goes to, and what names it.
+#[derive(Debug, Clone, Copy)]
+pub struct Personal<'a> {
+    pub to: &'a SubscriberEmail,
+    pub fields: &'a PersonalFields,
+    /// Their unsubscribe token.
+    pub token: &'a str,
+    pub message_id: &'a str,
+    /// The delivery, named in the VERP envelope sender (`None`: a preview).
+    pub delivery: Option<DeliveryRef>,
+}
+
 /// Builds a subscriber's message: multipart/alternative (text, then HTML), Date,
 /// Message-ID, List-Id, List-Unsubscribe with an https URL and a mailto, and
 /// List-Unsubscribe-Post for RFC 8058 one-click unsubscribes.
 pub fn build_message(
     ctx: &MessageContext,
     issue: &RenderedIssue,
-    to: &SubscriberEmail,
-    fields: &PersonalFields,
-    token: &str,
-    message_id: &str,
+    personal: &Personal<'_>,
     date: chrono::DateTime<chrono::Utc>,
 ) -> Result<BuiltMessage, String> {
+    let Personal {
+        to,
+        fields,
+        token,
+        message_id,
+        delivery,
+    } = *personal;
     let address = checked_address(to)?;
     let recipient = Mailbox::new(checked_name(fields.name.as_deref())?, address.clone());
     let list_unsubscribe = format!(
         "<{}>, <mailto:{}?subject=unsubscribe%20{}>",
         fields.unsubscribe_url, ctx.unsubscribe_mailbox, token
     );
-    let envelope = Envelope::new(Some(ctx.envelope_sender.clone()), vec![address])
+    let envelope = Envelope::new(Some(ctx.envelope_sender_for(delivery)?), vec![address])
         .map_err(|e| e.to_string())?;
     let bytes = guarded(|| {
         let mut builder = lettre::Message::builder()
@@ -175,6 +214,8 @@ pub struct Transactional<'a> {
     pub html: String,
     pub message_id: &'a str,
     pub date: chrono::DateTime<chrono::Utc>,
+    /// The outbox row, named in the VERP envelope sender.
+    pub delivery: Option<DeliveryRef>,
 }
 
 /// Builds a transactional message from the operator's sender to one address.
@@ -186,8 +227,11 @@ pub fn build_transactional(
     // A stored name that fails today's rules is left out of a confirmation rather than
     // failing it: the name is not what the mail is for.
     let name = checked_name(m.name).unwrap_or(None);
-    let envelope = Envelope::new(Some(ctx.envelope_sender.clone()), vec![address.clone()])
-        .map_err(|e| e.to_string())?;
+    let envelope = Envelope::new(
+        Some(ctx.envelope_sender_for(m.delivery)?),
+        vec![address.clone()],
+    )
+    .map_err(|e| e.to_string())?;
     let bytes = guarded(|| {
         let mut builder = lettre::Message::builder()
             .from(ctx.from.clone())

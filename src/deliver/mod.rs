@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | dkim | [`dkim`] | signs each finished message (RFC 6376 relaxed/relaxed, RSA-SHA256 or Ed25519-SHA256) |
 //! | message | [`message`] | builds each MIME message: multipart/alternative, Message-ID, List-Id, List-Unsubscribe (+ One-Click), envelope sender |
+//! | returned | [`returned`] | reads what comes back to the bounce address: DSNs, ARF complaints, mailto unsubscribes |
 //! | transport | [`transport`] | `file://DIR` (one `.eml` per message) or SMTP through lettre's pooled async transport |
 //! | sender | [`sender`] | walks the ledger in batches, bounded concurrency, a token-bucket rate, retries with backoff, bounces |
 //!
@@ -14,6 +15,7 @@
 
 pub mod dkim;
 pub mod message;
+pub mod returned;
 pub mod sender;
 pub mod transport;
 

@@ -16,13 +16,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
-use super::message::{MessageContext, build_message};
+use super::message::{MessageContext, Personal, build_message};
 use super::{SendError, Transport};
 use crate::clock::SharedClock;
 use crate::domain::token::{SigningKey, TokenPurpose};
+use crate::domain::verp::DeliveryRef;
 use crate::domain::{Issue, SubscriberId};
 use crate::render::{PersonalFields, RenderedIssue};
-use crate::store::{FailureEffect, PendingDelivery, Store};
+use crate::store::{Counted, EventClass, FailureEffect, PendingDelivery, Store};
 
 /// How hard to push.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +41,8 @@ pub struct SendSettings {
     /// A message refused as too big stops the run and is deferred, to be rendered
     /// smaller; otherwise it fails (never counted against the address).
     pub shrink_on_too_big: bool,
+    /// Soft bounces in a row that make a subscriber bounced.
+    pub soft_bounce_limit: u32,
 }
 
 /// What one run did.
@@ -287,7 +290,7 @@ pub async fn send_issue(
                             shared.job.issue.id,
                             delivery.subscriber_id,
                             "not sent: herald crashed building or sending it",
-                            false,
+                            None,
                             now,
                         )
                         .await;
@@ -325,8 +328,21 @@ pub async fn send_issue(
         if let Err(e) = store.note_relay_refusal(issue.id).await {
             warn!(issue = issue.id.0, error = %e, "could not record the relay's refusal");
         }
-        if let Err(e) = store.undo_hard_failures(&blamed).await {
-            warn!(issue = issue.id.0, error = %e, "could not take back the hard failures");
+        match store.undo_hard_failures(issue.id, &blamed).await {
+            Ok(()) => {
+                // Those bounces were taken back: the run bounced nobody.
+                let undone = blamed.iter().filter(|(_, bounced)| *bounced).count() as u64;
+                let _ =
+                    shared
+                        .tally
+                        .bounced
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                            Some(n.saturating_sub(undone))
+                        });
+            }
+            Err(e) => {
+                warn!(issue = issue.id.0, error = %e, "could not take back the hard failures")
+            }
         }
         if let Err(e) = store.requeue(issue.id, &refused, retry_at, now).await {
             warn!(issue = issue.id.0, error = %e, "could not requeue the refused deliveries");
@@ -372,15 +388,17 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
         unsubscribe_url: unsubscribe_url(&job.base_url, &token),
     };
     let issue = job.issue.id;
-    let result = match build_message(
-        &job.ctx,
-        &job.rendered,
-        &delivery.email,
-        &fields,
-        &token,
-        &delivery.message_id,
-        job.clock.now(),
-    ) {
+    let personal = Personal {
+        to: &delivery.email,
+        fields: &fields,
+        token: &token,
+        message_id: &delivery.message_id,
+        delivery: Some(DeliveryRef::Issue {
+            issue: issue.0,
+            subscriber: delivery.subscriber_id,
+        }),
+    };
+    let result = match build_message(&job.ctx, &job.rendered, &personal, job.clock.now()) {
         Ok(message) => {
             let stem = format!("issue-{}-{}", issue.0, delivery.subscriber_id.0);
             job.transport
@@ -450,11 +468,21 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             let counts_for_relay = permanent && error.blame() != super::Blame::Build;
             debug!(issue = issue.0, to = %delivery.email.masked(), reply = %error.reply, permanent, "delivery failed");
             tally.failed.fetch_add(1, Ordering::Relaxed);
-            // Only a failure that blames the address counts towards a bounce.
+            // Only a failure that blames the address counts towards a bounce: at once
+            // when it does not exist, after a row of soft ones (retries used up) else.
             let bounce = error.indicts_recipient();
+            let counted = match error.blame() {
+                super::Blame::Recipient => Some(EventClass::Hard),
+                super::Blame::Soft => Some(EventClass::Soft),
+                _ => None,
+            }
+            .map(|class| Counted {
+                class,
+                soft_bounce_limit: job.settings.soft_bounce_limit,
+            });
             let effect = job
                 .store
-                .mark_failed(issue, delivery.subscriber_id, &error.reply, bounce, now)
+                .mark_failed(issue, delivery.subscriber_id, &error.reply, counted, now)
                 .await;
             let bounced = matches!(effect, Ok(FailureEffect::Bounced));
             if counts_for_relay
@@ -471,7 +499,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             }
             match effect {
                 Ok(FailureEffect::Bounced) => {
-                    debug!(to = %delivery.email.masked(), "three permanent failures in a row: subscriber marked bounced");
+                    debug!(to = %delivery.email.masked(), reply = %error.reply, "subscriber marked bounced");
                     tally.bounced.fetch_add(1, Ordering::Relaxed);
                     Ok(())
                 }

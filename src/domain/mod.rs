@@ -10,6 +10,7 @@ mod post;
 mod source;
 mod subscriber;
 pub mod token;
+pub mod verp;
 
 pub use enrichment::{Enriched, IndexDoc, PostSummary, SummarySource, Terms};
 pub use issue::{DeliveryStatus, Issue, IssueId, IssueStatus};

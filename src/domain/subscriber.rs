@@ -179,8 +179,12 @@ pub enum SubscriberStatus {
     Pending,
     Confirmed,
     Unsubscribed,
-    /// Mail to the address failed permanently three times in a row.
+    /// Mail to the address bounced: once for good (the address does not exist), or
+    /// `soft_bounce_limit` times in a row for a passing reason (mailbox full, delayed).
     Bounced,
+    /// The recipient reported a digest as spam (an ARF report or a provider's event):
+    /// unsubscribed at once, and never re-added without the operator saying so.
+    Complained,
 }
 
 impl SubscriberStatus {
@@ -190,7 +194,14 @@ impl SubscriberStatus {
             Self::Confirmed => "confirmed",
             Self::Unsubscribed => "unsubscribed",
             Self::Bounced => "bounced",
+            Self::Complained => "complained",
         }
+    }
+
+    /// Bounced or complained: suppressed, so that no import, sign-up or link makes the
+    /// address receive mail again unless the operator says so explicitly.
+    pub fn is_suppressed(self) -> bool {
+        matches!(self, Self::Bounced | Self::Complained)
     }
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -199,6 +210,7 @@ impl SubscriberStatus {
             "confirmed" => Some(Self::Confirmed),
             "unsubscribed" => Some(Self::Unsubscribed),
             "bounced" => Some(Self::Bounced),
+            "complained" => Some(Self::Complained),
             _ => None,
         }
     }
@@ -219,6 +231,9 @@ pub struct Subscriber {
     /// nonces, which get v1 links).
     #[serde(skip)]
     pub token_nonce: Option<String>,
+    /// Why the subscriber is bounced or complained (the refusal, the report).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
 }
 
 #[cfg(test)]

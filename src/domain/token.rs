@@ -115,7 +115,7 @@ impl SigningKey {
         Self(secret.to_vec())
     }
 
-    fn hmac(&self) -> HmacSha256 {
+    pub(crate) fn hmac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; this cannot fail.
         HmacSha256::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
@@ -211,6 +211,11 @@ impl KeyRing {
 
     pub fn current(&self) -> &SigningKey {
         &self.current
+    }
+
+    /// The current key, then the older ones.
+    pub fn all(&self) -> impl Iterator<Item = &SigningKey> {
+        std::iter::once(&self.current).chain(&self.older)
     }
 
     /// Whether any key of the ring signed the token.

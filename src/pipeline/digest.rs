@@ -273,8 +273,10 @@ impl Herald {
                 digest: digest.name.clone(),
                 source,
             })?;
-        let ctx = self.message_context(digest);
         let key = self.signing_keys().await?.current().clone();
+        let ctx = self
+            .message_context(digest)
+            .with_verp(self.config.smtp.bounce_address.as_ref(), &key);
         let smtp = &self.config.smtp;
         let settings = SendSettings {
             concurrency: smtp.max_connections,
@@ -283,6 +285,7 @@ impl Herald {
             batch: 500,
             retry_base: Duration::from_secs(60),
             shrink_on_too_big: true,
+            soft_bounce_limit: smtp.soft_bounce_limit,
         };
         let started = std::time::Instant::now();
         let mut report = SendReport::default();

@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tracing::{info, warn};
 use url::Url;
 
+mod bounces;
 mod daemon;
 mod digest;
 mod feeds;
@@ -20,6 +21,7 @@ mod preview;
 mod site;
 mod subscription;
 
+pub use bounces::{Handled, class_of};
 pub use daemon::{TickError, TickReport};
 
 pub use digest::{DigestError, DigestRun, DigestWhen};

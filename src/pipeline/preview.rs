@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::Herald;
 use super::digest::{DigestError, Of};
-use crate::deliver::message::build_message;
+use crate::deliver::message::{Personal, build_message};
 use crate::deliver::sender::unsubscribe_url;
 use crate::domain::token::TokenPurpose;
 use crate::domain::{SubscriberEmail, SubscriberId};
@@ -51,8 +51,15 @@ impl Herald {
         };
         let ctx = self.message_context(&digest);
         let message_id = format!("<herald.preview.{}@{}>", digest.name, self.message_domain());
-        let message = build_message(&ctx, &rendered, &email, &fields, &token, &message_id, now)
-            .map_err(|e| DigestError::Template {
+        let personal = Personal {
+            to: &email,
+            fields: &fields,
+            token: &token,
+            message_id: &message_id,
+            delivery: None,
+        };
+        let message =
+            build_message(&ctx, &rendered, &personal, now).map_err(|e| DigestError::Template {
                 digest: digest.name.clone(),
                 source: render::Error::Render {
                     what: "the preview message".into(),

@@ -16,6 +16,7 @@ use crate::deliver::message::{Transactional, build_transactional};
 use crate::deliver::sender::retry_delay;
 use crate::deliver::{MessageContext, SendError};
 use crate::domain::token::{KeyRing, ParsedToken, SigningKey, TokenPurpose, new_nonce};
+use crate::domain::verp::DeliveryRef;
 use crate::domain::{Subscriber, SubscriberEmail, SubscriberName, SubscriberStatus};
 use crate::store::{
     ConfirmLink, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord, SignUpRequest,
@@ -173,7 +174,9 @@ impl Herald {
                 break;
             }
             let keys = self.signing_keys().await?;
-            let ctx = self.transactional_context();
+            let ctx = self
+                .transactional_context()
+                .with_verp(self.config.smtp.bounce_address.as_ref(), keys.current());
             self.transport.prepare()?;
             for item in items {
                 if !self.store.claim_outbox(item.id, now).await? {
@@ -288,6 +291,10 @@ impl Herald {
                 html: mail.html,
                 message_id: &item.message_id,
                 date: now,
+                delivery: Some(DeliveryRef::Outbox {
+                    outbox: item.id,
+                    subscriber: item.subscriber_id,
+                }),
             },
         )
         .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
@@ -316,7 +323,7 @@ impl Herald {
         Ok(match self.confirm_target(token).await? {
             None => ConfirmLink::Invalid,
             Some(ConfirmTarget::Request(subscriber, request)) => {
-                if subscriber.status == SubscriberStatus::Bounced {
+                if subscriber.status.is_suppressed() {
                     ConfirmLink::Done(ConfirmOutcome::Bounced)
                 } else if request.used_at.is_some() {
                     ConfirmLink::Done(ConfirmOutcome::Used)
@@ -338,7 +345,9 @@ impl Herald {
                 }
                 SubscriberStatus::Pending => ConfirmLink::Done(ConfirmOutcome::Expired),
                 SubscriberStatus::Confirmed => ConfirmLink::Done(ConfirmOutcome::AlreadyConfirmed),
-                SubscriberStatus::Bounced => ConfirmLink::Done(ConfirmOutcome::Bounced),
+                SubscriberStatus::Bounced | SubscriberStatus::Complained => {
+                    ConfirmLink::Done(ConfirmOutcome::Bounced)
+                }
                 SubscriberStatus::Unsubscribed => ConfirmLink::Done(ConfirmOutcome::Used),
             },
         })

@@ -129,7 +129,7 @@ impl Store {
             }
             Some((id, status)) => {
                 let status = SubscriberStatus::parse(&status).unwrap_or(SubscriberStatus::Pending);
-                if status == SubscriberStatus::Bounced {
+                if status.is_suppressed() {
                     tx.rollback().await.doing("roll back sign-up")?;
                     return Ok(SignUpRecord::Bounced(SubscriberId(id)));
                 }
@@ -228,7 +228,7 @@ impl Store {
         let expires_at: String = row.get("expires_at");
         let used_at: Option<String> = row.get("used_at");
         let status: String = row.get("status");
-        if status == SubscriberStatus::Bounced.as_str() {
+        if SubscriberStatus::parse(&status).is_some_and(SubscriberStatus::is_suppressed) {
             return Ok(ConfirmOutcome::Bounced);
         }
         if used_at.is_some() {
@@ -305,7 +305,9 @@ impl Store {
         match SubscriberStatus::parse(&status) {
             Some(SubscriberStatus::Pending) => {}
             Some(SubscriberStatus::Confirmed) => return Ok(ConfirmOutcome::AlreadyConfirmed),
-            Some(SubscriberStatus::Bounced) => return Ok(ConfirmOutcome::Bounced),
+            Some(SubscriberStatus::Bounced | SubscriberStatus::Complained) => {
+                return Ok(ConfirmOutcome::Bounced);
+            }
             _ => return Ok(ConfirmOutcome::Used),
         }
         if parse_ts("subscribers.created_at", &created_at)? + ttl <= now {

@@ -5,6 +5,8 @@
 //! marked sent only after the server accepted the message; a resumed send picks only
 //! queued rows and deferred rows whose time has come.
 
+use super::events::{EventClass, EventDelivery, EventEffect, EventOutcome, MailEvent, record_in};
+use crate::domain::verp::DeliveryRef;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
@@ -90,8 +92,15 @@ pub struct PendingDelivery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureEffect {
     None,
-    /// Third permanent failure in a row: the subscriber is now bounced.
+    /// A hard bounce, or the last soft one of a row: the subscriber is now bounced.
     Bounced,
+}
+
+/// A failure that counts against the address, and the limit of soft ones in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    pub class: EventClass,
+    pub soft_bounce_limit: u32,
 }
 
 const ISSUE_COLUMNS: &str = "id, digest, due_at, window_start, window_end, subject, post_ids, status, created_at, relay_refusals";
@@ -447,14 +456,15 @@ impl Store {
         Ok(())
     }
 
-    /// Records a final failure. A permanent one (5xx) counts towards the subscriber's
-    /// failures in a row; the third marks them bounced.
+    /// Records a final failure. One that blames the address (`counted`: hard, or soft
+    /// with the limit of soft bounces in a row) is recorded as the subscriber's bounce,
+    /// by the same rule as a DSN's (see [`super::events`]).
     pub async fn mark_failed(
         &self,
         issue: IssueId,
         subscriber: SubscriberId,
         reply: &str,
-        permanent: bool,
+        counted: Option<Counted>,
         now: DateTime<Utc>,
     ) -> Result<FailureEffect> {
         let mut tx = self.begin_write("begin recording a failure").await?;
@@ -471,26 +481,30 @@ impl Store {
         .await
         .doing("mark delivery failed")?;
         let mut effect = FailureEffect::None;
-        if permanent {
-            let failures: i64 =
-                sqlx::query_scalar("UPDATE subscribers SET hard_failures = hard_failures + 1 WHERE id = ?1 RETURNING hard_failures")
-                    .bind(subscriber.0)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .doing("count hard failure")?;
-            if failures >= 3 {
-                sqlx::query("UPDATE subscribers SET status = 'bounced', bounced_at = ?2 WHERE id = ?1 AND status = 'confirmed'")
-                    .bind(subscriber.0)
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .doing("mark subscriber bounced")?;
-                sqlx::query("UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL")
-                    .bind(subscriber.0)
-                    .bind(ts(now))
-                    .execute(&mut *tx)
-                    .await
-                    .doing("void confirmation requests")?;
+        if let Some(counted) = counted {
+            if counted.class == EventClass::Hard {
+                sqlx::query(
+                    "UPDATE subscribers SET hard_failures = hard_failures + 1 WHERE id = ?1",
+                )
+                .bind(subscriber.0)
+                .execute(&mut *tx)
+                .await
+                .doing("count hard failure")?;
+            }
+            let event = MailEvent {
+                delivery: EventDelivery::Known(DeliveryRef::Issue {
+                    issue: issue.0,
+                    subscriber,
+                }),
+                subscriber,
+                outcome: EventOutcome::Failed,
+                class: counted.class,
+                source: "smtp",
+                detail: reply.to_owned(),
+            };
+            if record_in(&mut tx, &event, counted.soft_bounce_limit, now).await?
+                == EventEffect::Bounced
+            {
                 effect = FailureEffect::Bounced;
             }
         }
@@ -539,8 +553,13 @@ impl Store {
     }
 
     /// Takes back one hard failure of each subscriber (a relay that refused everyone
-    /// blamed them wrongly), and un-bounces those that failure bounced.
-    pub async fn undo_hard_failures(&self, subscribers: &[(SubscriberId, bool)]) -> Result<()> {
+    /// blamed them wrongly) with the bounce it recorded for `issue`, and un-bounces those
+    /// that failure bounced.
+    pub async fn undo_hard_failures(
+        &self,
+        issue: IssueId,
+        subscribers: &[(SubscriberId, bool)],
+    ) -> Result<()> {
         if subscribers.is_empty() {
             return Ok(());
         }
@@ -548,8 +567,9 @@ impl Store {
         for (subscriber, bounced) in subscribers {
             sqlx::query(
                 "UPDATE subscribers SET hard_failures = max(hard_failures - 1, 0),
-                     status = CASE WHEN ?2 AND status = 'bounced' THEN 'confirmed' ELSE status END,
-                     bounced_at = CASE WHEN ?2 AND status = 'bounced' THEN NULL ELSE bounced_at END
+                     status_reason = CASE WHEN ?2 AND status = 'bounced' THEN NULL ELSE status_reason END,
+                     bounced_at = CASE WHEN ?2 AND status = 'bounced' THEN NULL ELSE bounced_at END,
+                     status = CASE WHEN ?2 AND status = 'bounced' THEN 'confirmed' ELSE status END
                  WHERE id = ?1",
             )
             .bind(subscriber.0)
@@ -557,6 +577,14 @@ impl Store {
             .execute(&mut *tx)
             .await
             .doing("undo a hard failure")?;
+            sqlx::query(
+                "DELETE FROM mail_events WHERE delivery = ?1 AND subscriber_id = ?2 AND source = 'smtp'",
+            )
+            .bind(format!("issue:{}", issue.0))
+            .bind(subscriber.0)
+            .execute(&mut *tx)
+            .await
+            .doing("take back a bounce")?;
         }
         tx.commit().await.doing("commit undone hard failures")?;
         Ok(())

@@ -8,6 +8,7 @@
 
 mod confirmations;
 mod enrichment;
+mod events;
 mod issues;
 mod posts;
 mod sources;
@@ -27,7 +28,8 @@ pub use confirmations::{
     CLAIM_EXPIRY, ConfirmLink, ConfirmOutcome, Confirmation, OutboxItem, SignUpRecord,
     SignUpRequest,
 };
-pub use issues::{FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
+pub use events::{EventClass, EventDelivery, EventEffect, EventOutcome, MailEvent};
+pub use issues::{Counted, FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
 pub use subscribers::{AddOutcome, ImportRow, SubscriberFilter};

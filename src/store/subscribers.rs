@@ -37,23 +37,27 @@ pub enum AddOutcome {
     Updated(SubscriberId),
     /// Already known exactly like this.
     Unchanged(SubscriberId),
+    /// Bounced or complained: left exactly as it is (the operator can re-add it
+    /// explicitly).
+    Suppressed(SubscriberId),
 }
 
 impl AddOutcome {
     pub fn id(self) -> SubscriberId {
         match self {
-            Self::Added(id) | Self::Updated(id) | Self::Unchanged(id) => id,
+            Self::Added(id) | Self::Updated(id) | Self::Unchanged(id) | Self::Suppressed(id) => id,
         }
     }
 }
 
-const SUBSCRIBER_COLUMNS: &str = "s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at, s.token_nonce,
+const SUBSCRIBER_COLUMNS: &str = "s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at, s.token_nonce, s.status_reason,
      (SELECT group_concat(x.digest, ' ' ORDER BY x.digest) FROM subscriptions x WHERE x.subscriber_id = s.id) AS digests";
 
 impl Store {
     /// Adds a subscriber, or adds digests to a known one (matched case-insensitively).
     /// A known subscriber's status only moves from pending to confirmed here: an address
-    /// that unsubscribed or bounced is not re-subscribed behind its back.
+    /// that unsubscribed is not re-subscribed behind its back, and a suppressed one
+    /// (bounced, complained) is left alone ([`AddOutcome::Suppressed`]).
     pub async fn add_subscriber(
         &self,
         email: &SubscriberEmail,
@@ -62,8 +66,23 @@ impl Store {
         status: SubscriberStatus,
         now: DateTime<Utc>,
     ) -> Result<AddOutcome> {
+        self.add_subscriber_with(email, name, digests, status, false, now)
+            .await
+    }
+
+    /// [`Self::add_subscriber`]; with `unsuppress`, the operator's explicit word that a
+    /// bounced or complained address gets `status` again.
+    pub async fn add_subscriber_with(
+        &self,
+        email: &SubscriberEmail,
+        name: Option<&str>,
+        digests: &[String],
+        status: SubscriberStatus,
+        unsuppress: bool,
+        now: DateTime<Utc>,
+    ) -> Result<AddOutcome> {
         let mut tx = self.begin_write("begin adding a subscriber").await?;
-        let outcome = add_in(&mut tx, email, name, digests, status, now).await?;
+        let outcome = add_in(&mut tx, email, name, digests, status, unsuppress, now).await?;
         tx.commit().await.doing("commit subscriber")?;
         Ok(outcome)
     }
@@ -77,11 +96,24 @@ impl Store {
         now: DateTime<Utc>,
         progress: &crate::telemetry::Progress,
     ) -> Result<Vec<AddOutcome>> {
+        self.add_subscribers_with(rows, status, false, now, progress)
+            .await
+    }
+
+    /// [`Self::add_subscribers`]; `unsuppress` as in [`Self::add_subscriber_with`].
+    pub async fn add_subscribers_with(
+        &self,
+        rows: &[ImportRow],
+        status: SubscriberStatus,
+        unsuppress: bool,
+        now: DateTime<Utc>,
+        progress: &crate::telemetry::Progress,
+    ) -> Result<Vec<AddOutcome>> {
         let mut tx = self.begin_write("begin import").await?;
         let mut out = Vec::with_capacity(rows.len());
         progress.start("importing", rows.len() as u64);
         for chunk in rows.chunks(IMPORT_BATCH) {
-            out.extend(import_chunk(&mut tx, chunk, status, now).await?);
+            out.extend(import_chunk(&mut tx, chunk, status, unsuppress, now).await?);
             progress.add(chunk.len() as u64);
         }
         tx.commit().await.doing("commit import")?;
@@ -98,7 +130,7 @@ impl Store {
     ) -> Result<u64> {
         let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT s.id, s.email, s.name, s.status, s.created_at, s.confirmed_at, s.token_nonce,
-                    group_concat(x.digest, ' ' ORDER BY x.digest) AS digests
+                    s.status_reason, group_concat(x.digest, ' ' ORDER BY x.digest) AS digests
              FROM subscribers s LEFT JOIN subscriptions x ON x.subscriber_id = s.id WHERE 1",
         );
         if let Some(status) = filter.status {
@@ -179,6 +211,7 @@ impl Store {
             SubscriberStatus::Confirmed => "confirmed_at",
             SubscriberStatus::Unsubscribed => "unsubscribed_at",
             SubscriberStatus::Bounced => "bounced_at",
+            SubscriberStatus::Complained => "complained_at",
             SubscriberStatus::Pending => "created_at",
         };
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -192,7 +225,9 @@ impl Store {
         .doing("set subscriber status")?;
         if matches!(
             status,
-            SubscriberStatus::Unsubscribed | SubscriberStatus::Bounced
+            SubscriberStatus::Unsubscribed
+                | SubscriberStatus::Bounced
+                | SubscriberStatus::Complained
         ) {
             self.void_confirmations(id, now).await?;
         }
@@ -272,6 +307,7 @@ async fn import_chunk(
     tx: &mut sqlx::SqliteConnection,
     rows: &[ImportRow],
     status: SubscriberStatus,
+    unsuppress: bool,
     now: DateTime<Utc>,
 ) -> Result<Vec<AddOutcome>> {
     let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -358,6 +394,7 @@ async fn import_chunk(
                     name.as_deref(),
                     digests,
                     own.unwrap_or(status),
+                    unsuppress,
                     now,
                 )
                 .await?
@@ -374,6 +411,7 @@ async fn add_in(
     name: Option<&str>,
     digests: &[String],
     status: SubscriberStatus,
+    unsuppress: bool,
     now: DateTime<Utc>,
 ) -> Result<AddOutcome> {
     let existing: Option<(i64, String, Option<String>)> =
@@ -402,6 +440,26 @@ async fn add_in(
         }
         Some((id, old_status, old_name)) => {
             let mut changed = false;
+            if SubscriberStatus::parse(&old_status).is_some_and(SubscriberStatus::is_suppressed) {
+                if !unsuppress || status.is_suppressed() {
+                    return Ok(AddOutcome::Suppressed(SubscriberId(id)));
+                }
+                // The operator's explicit word: the address gets mail again, with a clean
+                // slate of bounces.
+                sqlx::query(
+                    "UPDATE subscribers SET status = ?2, status_reason = NULL, soft_bounces = 0,
+                         last_soft_delivery = NULL, hard_failures = 0,
+                         confirmed_at = CASE WHEN ?2 = 'confirmed' THEN ?3 ELSE confirmed_at END
+                     WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(status.as_str())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await
+                .doing("unsuppress subscriber")?;
+                changed = true;
+            }
             if old_status == SubscriberStatus::Pending.as_str()
                 && status == SubscriberStatus::Confirmed
             {
@@ -456,6 +514,7 @@ fn subscriber_from_row(r: &SqliteRow) -> Result<Subscriber> {
         email: SubscriberEmail::from_stored(email),
         name: r.get("name"),
         token_nonce: r.get("token_nonce"),
+        status_reason: r.get("status_reason"),
         status: SubscriberStatus::parse(&status).ok_or(Error::Corrupt {
             what: "subscribers.status",
             value: status,

@@ -270,8 +270,8 @@ async fn a_relay_that_refuses_everyone_bounces_nobody_even_when_it_blames_addres
         .await;
     assert_eq!(
         dead.status,
-        SubscriberStatus::Confirmed,
-        "one failure is not a bounce"
+        SubscriberStatus::Bounced,
+        "once the relay is believed again, a 5.1.1 for the address is a hard bounce"
     );
     assert!(report.sent >= 20, "{report:?}");
 }

@@ -1,0 +1,217 @@
+//! `herald bounces read`: bounces, complaints and mailto unsubscribes from an MTA's pipe,
+//! a file, or a Maildir.
+//!
+//! As a pipe it exits 0 when the message was processed or filed for a person, and 75
+//! (EX_TEMPFAIL: the MTA keeps the message and tries again) when the store cannot be
+//! used; it never makes the MTA bounce mail back. In a Maildir, processed messages move
+//! from `new/` to `cur/` flagged seen; the rest stay in `new/` for a person.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::Outcome;
+use crate::clock::SystemClock;
+use crate::config::{Config, StoreUrl};
+use crate::deliver::returned::MAX_MESSAGE_BYTES;
+use crate::pipeline::{Handled, Herald};
+
+/// What to read.
+#[derive(Debug, Clone)]
+pub struct ReadArgs {
+    /// A file, or `-` for standard input.
+    pub file: Option<PathBuf>,
+    pub maildir: Option<PathBuf>,
+    pub recipient: Option<String>,
+    /// Where a message that is not for herald is filed (a Maildir).
+    pub hold: Option<PathBuf>,
+}
+
+pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
+    let hold = args.hold.clone().unwrap_or_else(|| default_hold(&config));
+    let herald = match Herald::open(config, Arc::new(SystemClock)).await {
+        Ok(herald) => herald,
+        Err(e) => {
+            eprintln!("herald: the store cannot be used now ({e:#}); the MTA should try again");
+            return Ok(Outcome::TempFail);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if let Some(dir) = &args.maildir {
+        return read_maildir(&herald, dir, args.recipient.as_deref(), &mut out).await;
+    }
+    let bytes = match args.file.as_deref() {
+        None => read_limited(std::io::stdin().lock()).context("cannot read standard input")?,
+        Some(path) if path == Path::new("-") => {
+            read_limited(std::io::stdin().lock()).context("cannot read standard input")?
+        }
+        Some(path) => read_limited(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )
+        .with_context(|| format!("cannot read {}", path.display()))?,
+    };
+    let handled = match herald
+        .handle_returned(&bytes, args.recipient.as_deref())
+        .await
+    {
+        Ok(handled) => handled,
+        Err(e) => {
+            eprintln!("herald: cannot record it now ({e:#}); the MTA should try again");
+            return Ok(Outcome::TempFail);
+        }
+    };
+    match &handled {
+        Handled::Applied { what } | Handled::Duplicate { what } => writeln!(out, "{what}")?,
+        Handled::ForAPerson { why } => {
+            match deliver_to_maildir(&hold, &bytes, herald.clock.now()) {
+                Ok(path) => writeln!(
+                    out,
+                    "not for herald ({why}): left for a person in {}",
+                    path.display()
+                )?,
+                Err(e) => {
+                    eprintln!(
+                        "herald: not for herald ({why}), and it cannot be filed in {}: {e}; the MTA should try again",
+                        hold.display()
+                    );
+                    return Ok(Outcome::TempFail);
+                }
+            }
+        }
+    }
+    herald.store.close().await;
+    Ok(Outcome::Success)
+}
+
+/// Reads every message in `dir/new`, moving those herald processed to `dir/cur`.
+async fn read_maildir(
+    herald: &Herald,
+    dir: &Path,
+    recipient: Option<&str>,
+    out: &mut impl Write,
+) -> Result<Outcome> {
+    let new = dir.join("new");
+    let cur = dir.join("cur");
+    std::fs::create_dir_all(&cur).with_context(|| format!("cannot create {}", cur.display()))?;
+    let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&new)
+        .with_context(|| format!("{} is not a Maildir (no new/)", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name())
+        .filter(|n| !n.to_string_lossy().starts_with('.'))
+        .collect();
+    names.sort();
+    let (mut processed, mut left, mut unreadable) = (0u64, 0u64, 0u64);
+    for name in names {
+        let path = new.join(&name);
+        let bytes = match std::fs::File::open(&path).and_then(read_limited) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Gone (another reader took it) or unreadable: that message alone.
+                eprintln!("{}: cannot read it: {e}", path.display());
+                unreadable += 1;
+                continue;
+            }
+        };
+        let handled = match herald.handle_returned(&bytes, recipient).await {
+            Ok(handled) => handled,
+            Err(e) => {
+                eprintln!(
+                    "herald: the store cannot be used now ({e:#}); {} and the rest stay in new/",
+                    path.display()
+                );
+                return Ok(Outcome::TempFail);
+            }
+        };
+        let label = name.to_string_lossy();
+        match &handled {
+            Handled::Applied { what } | Handled::Duplicate { what } => {
+                let base = label.split(":2,").next().unwrap_or(&label);
+                let target = cur.join(format!("{base}:2,S"));
+                std::fs::rename(&path, &target).with_context(|| {
+                    format!("cannot move {} to {}", path.display(), target.display())
+                })?;
+                processed += 1;
+                writeln!(out, "{label}: {what}")?;
+            }
+            Handled::ForAPerson { why } => {
+                left += 1;
+                writeln!(out, "{label}: left for a person: {why}")?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{}: {processed} processed, {left} left for a person in new/{}",
+        dir.display(),
+        if unreadable > 0 {
+            format!(", {unreadable} unreadable")
+        } else {
+            String::new()
+        }
+    )?;
+    herald.store.close().await;
+    Ok(if unreadable > 0 {
+        Outcome::Partial
+    } else {
+        Outcome::Success
+    })
+}
+
+/// At most [`MAX_MESSAGE_BYTES`] (and one more, so that a longer one is still read as
+/// its first part).
+fn read_limited(reader: impl Read) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `held-mail/` beside the store's file (the working directory for an in-memory one).
+fn default_hold(config: &Config) -> PathBuf {
+    match &config.store.url {
+        StoreUrl::Sqlite(path) => path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("held-mail"), |p| p.join("held-mail")),
+        StoreUrl::SqliteMemory => PathBuf::from("held-mail"),
+    }
+}
+
+/// Delivers `bytes` into the Maildir `dir` the Maildir way (write in `tmp/`, then
+/// rename into `new/`); returns the message's path.
+pub fn deliver_to_maildir(
+    dir: &Path,
+    bytes: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> std::io::Result<PathBuf> {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into());
+    let host: String = host
+        .chars()
+        .map(|c| if c == '/' || c == ':' { '_' } else { c })
+        .collect();
+    let name = format!(
+        "{}.M{}P{}R{}.{host}",
+        now.timestamp(),
+        now.timestamp_subsec_micros(),
+        std::process::id(),
+        crate::domain::hex(&random)
+    );
+    let tmp = dir.join("tmp").join(&name);
+    {
+        let mut file = std::fs::File::create_new(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    let target = dir.join("new").join(&name);
+    std::fs::rename(&tmp, &target)?;
+    Ok(target)
+}

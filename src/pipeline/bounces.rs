@@ -1,0 +1,198 @@
+//! Acting on what comes back: bounces, complaints and mailto unsubscribes read from mail
+//! ([`crate::deliver::returned`]) and provider events (the webhook).
+//!
+//! Only signed tokens change state (DESIGN, "Rules that every change keeps"): the VERP
+//! envelope sender the report went to, or the subscriber's List-Unsubscribe token in
+//! the returned headers. A report that names only an address is left for a person.
+
+use tracing::info;
+
+use super::Herald;
+use super::subscription::SubscriptionError;
+use crate::deliver::Blame;
+use crate::deliver::returned::{self, Said};
+use crate::domain::token::TokenPurpose;
+use crate::domain::verp::{self, DeliveryRef};
+use crate::domain::{Subscriber, SubscriberId};
+use crate::store::{EventClass, EventDelivery, EventEffect, EventOutcome, MailEvent};
+
+/// What reading one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// A bounce, complaint or unsubscribe applied to the subscriber (`what` says how).
+    Applied { what: String },
+    /// Recorded before: nothing changed.
+    Duplicate { what: String },
+    /// Not for herald, or not signed by it: left for a person.
+    ForAPerson { why: String },
+}
+
+impl Handled {
+    /// Whether the message was herald's to process (it is filed away, not left).
+    pub fn processed(&self) -> bool {
+        !matches!(self, Self::ForAPerson { .. })
+    }
+}
+
+/// The class a refusal is stored with.
+pub fn class_of(blame: Blame) -> EventClass {
+    match blame {
+        Blame::Recipient => EventClass::Hard,
+        Blame::Soft => EventClass::Soft,
+        Blame::Message | Blame::Build => EventClass::Message,
+        Blame::Policy => EventClass::Policy,
+        Blame::Relay => EventClass::Relay,
+    }
+}
+
+impl Herald {
+    /// Reads one message that came to the bounce address and acts on it.
+    /// `recipient` is the envelope recipient when the MTA passes it (a pipe's
+    /// `${original_recipient}`): one more place for the VERP token, verified like the rest.
+    pub async fn handle_returned(
+        &self,
+        bytes: &[u8],
+        recipient: Option<&str>,
+    ) -> Result<Handled, SubscriptionError> {
+        let mut read = returned::read(bytes);
+        if let Some(recipient) = recipient {
+            read.verp_haystack.push('\n');
+            read.verp_haystack.push_str(recipient);
+        }
+        let (outcome, class, detail, source) = match &read.said {
+            Said::ForAPerson { why } => return Ok(Handled::ForAPerson { why: why.clone() }),
+            Said::Unsubscribe { token } => {
+                return Ok(match self.unsubscribe(token).await? {
+                    Some(s) => Handled::Applied {
+                        what: format!("{}: unsubscribed by mail", s.email.masked()),
+                    },
+                    None => Handled::ForAPerson {
+                        why: "an unsubscribe request whose token herald did not sign".into(),
+                    },
+                });
+            }
+            Said::Delivered => (None, EventClass::Relay, String::new(), "dsn"),
+            Said::Refused {
+                delayed,
+                blame,
+                detail,
+            } => (
+                Some(if *delayed {
+                    EventOutcome::Delayed
+                } else {
+                    EventOutcome::Failed
+                }),
+                if *delayed {
+                    EventClass::Soft
+                } else {
+                    class_of(*blame)
+                },
+                detail.clone(),
+                "dsn",
+            ),
+            Said::Complaint { feedback_type } => (
+                Some(EventOutcome::Complained),
+                EventClass::Complaint,
+                format!("ARF feedback report ({feedback_type})"),
+                "arf",
+            ),
+        };
+        let Some((delivery, subscriber)) = self.signed_target(&read).await? else {
+            return Ok(Handled::ForAPerson {
+                why: "it carries no token herald signed (no VERP address, no List-Unsubscribe link of a subscriber)".into(),
+            });
+        };
+        let Some(outcome) = outcome else {
+            return Ok(Handled::Applied {
+                what: format!(
+                    "{}: a report of successful delivery",
+                    subscriber.email.masked()
+                ),
+            });
+        };
+        let event = MailEvent {
+            delivery,
+            subscriber: subscriber.id,
+            outcome,
+            class,
+            source,
+            detail,
+        };
+        Ok(self.apply_event(&event, &subscriber).await?)
+    }
+
+    /// Records an event for `subscriber` and says what it did.
+    pub async fn apply_event(
+        &self,
+        event: &MailEvent,
+        subscriber: &Subscriber,
+    ) -> Result<Handled, crate::store::Error> {
+        let now = self.clock.now();
+        let effect = self
+            .store
+            .record_event(event, self.config.smtp.soft_bounce_limit, now)
+            .await?;
+        let who = subscriber.email.masked();
+        let what = format!(
+            "{who}: {} {} ({})",
+            event.outcome.as_str(),
+            event.class.as_str(),
+            crate::domain::shorten(&event.detail, 200)
+        );
+        Ok(match effect {
+            EventEffect::Duplicate => Handled::Duplicate {
+                what: format!("{what}, already recorded"),
+            },
+            EventEffect::UnknownSubscriber => Handled::ForAPerson {
+                why: "the subscriber it names is no longer in the store".into(),
+            },
+            EventEffect::Bounced => {
+                info!(to = %who, detail = %event.detail, "subscriber marked bounced");
+                Handled::Applied {
+                    what: format!("{what}: now bounced"),
+                }
+            }
+            EventEffect::Complained => {
+                info!(to = %who, "subscriber complained: unsubscribed");
+                Handled::Applied {
+                    what: format!("{what}: now complained (unsubscribed)"),
+                }
+            }
+            EventEffect::Recorded => Handled::Applied { what },
+        })
+    }
+
+    /// The delivery and subscriber a report is about, from a token herald signed.
+    async fn signed_target(
+        &self,
+        read: &returned::Returned,
+    ) -> Result<Option<(EventDelivery, Subscriber)>, SubscriptionError> {
+        let keys = self.signing_keys().await?;
+        if let Some(delivery) = verp::find(&keys, &read.verp_haystack)
+            && let Some(subscriber) = self.store.subscriber(delivery.subscriber()).await?
+        {
+            return Ok(Some((EventDelivery::Known(delivery), subscriber)));
+        }
+        let Some(token) = &read.list_token else {
+            return Ok(None);
+        };
+        let Some(subscriber) = self
+            .token_subscriber(token, TokenPurpose::Unsubscribe)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The returned Message-ID names the issue when it agrees with the token's
+        // subscriber; else the report is keyed by the subscriber alone.
+        let delivery = match read.returned_delivery {
+            Some((issue, id)) if SubscriberId(id) == subscriber.id => {
+                EventDelivery::Known(DeliveryRef::Issue {
+                    issue,
+                    subscriber: subscriber.id,
+                })
+            }
+            _ => EventDelivery::Other(format!("unsubscribe-token:{}", subscriber.id)),
+        };
+        Ok(Some((delivery, subscriber)))
+    }
+}
