@@ -16,6 +16,12 @@ pub struct Secrets {
     pub metrics_token: Option<String>,
     /// `HERALD_DKIM_KEY`: the DKIM private key as PEM, when `smtp.dkim.private_key` is not set.
     pub dkim_key: Option<String>,
+    /// `HERALD_MAILGUN_WEBHOOK_KEY`: Mailgun's webhook signing key; with it,
+    /// `POST /webhooks/events` takes Mailgun's signed events.
+    pub mailgun_webhook_key: Option<String>,
+    /// `HERALD_POSTMARK_WEBHOOK_AUTH`: `user:password` of the HTTP basic auth put in the
+    /// webhook URL given to Postmark; with it, `POST /webhooks/events` takes Postmark's.
+    pub postmark_webhook_auth: Option<String>,
 }
 
 /// A secret from the environment that herald refuses.
@@ -38,6 +44,8 @@ impl Secrets {
             previous_secret: read("HERALD_SECRET_PREVIOUS"),
             metrics_token: read("HERALD_METRICS_TOKEN"),
             dkim_key: read("HERALD_DKIM_KEY"),
+            mailgun_webhook_key: read("HERALD_MAILGUN_WEBHOOK_KEY"),
+            postmark_webhook_auth: read("HERALD_POSTMARK_WEBHOOK_AUTH"),
         }
     }
 
@@ -79,6 +87,24 @@ impl Secrets {
                 ),
             });
         }
+        if let Some(auth) = &self.postmark_webhook_auth {
+            let password = auth.split_once(':').map_or("", |(_, p)| p);
+            if password.chars().count() < 16 {
+                return Err(WeakSecret {
+                    name: "HERALD_POSTMARK_WEBHOOK_AUTH",
+                    reason: "it must be user:password, with a password of at least 16 characters"
+                        .into(),
+                });
+            }
+        }
+        if let Some(key) = &self.mailgun_webhook_key
+            && key.chars().count() < 16
+        {
+            return Err(WeakSecret {
+                name: "HERALD_MAILGUN_WEBHOOK_KEY",
+                reason: "it is shorter than any key Mailgun issues (copy the webhook signing key from Mailgun)".into(),
+            });
+        }
         Ok(warnings)
     }
 }
@@ -92,6 +118,8 @@ impl fmt::Debug for Secrets {
             .field("previous_secret", &shown(&self.previous_secret))
             .field("metrics_token", &shown(&self.metrics_token))
             .field("dkim_key", &shown(&self.dkim_key))
+            .field("mailgun_webhook_key", &shown(&self.mailgun_webhook_key))
+            .field("postmark_webhook_auth", &shown(&self.postmark_webhook_auth))
             .finish()
     }
 }

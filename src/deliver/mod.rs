@@ -60,6 +60,20 @@ pub enum Blame {
     Build,
 }
 
+impl Blame {
+    /// How a refusal with this blame is recorded against the address.
+    pub fn event_class(self) -> crate::store::EventClass {
+        use crate::store::EventClass;
+        match self {
+            Self::Recipient => EventClass::Hard,
+            Self::Soft => EventClass::Soft,
+            Self::Message | Self::Build => EventClass::Message,
+            Self::Policy => EventClass::Policy,
+            Self::Relay => EventClass::Relay,
+        }
+    }
+}
+
 /// An RFC 3463 enhanced status code, `class.subject.detail`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Enhanced(pub u8, pub u16, pub u16);

@@ -10,6 +10,7 @@
 //! | `GET`/`POST /confirm/{token}` | a page with a button / applies the sign-up it confirms, once, before it expires |
 //! | `GET`/`POST /unsubscribe/{token}` | a page with a button / the one-click unsubscribe itself (RFC 8058 body required) |
 //! | `GET /archive/{issue}` | an issue as sent, without anyone's personal data; rendered once, ETag |
+//! | `POST /webhooks/events` | bounces and complaints from Mailgun (HMAC signature, replay window) or Postmark (basic auth); refused unless its secret is set |
 //! | `GET /healthz` | liveness (the store answers) |
 //! | `GET /metrics` | Prometheus text: with `HERALD_METRICS_TOKEN` a bearer token, with `http.metrics_listen` only there, else loopback clients only |
 //!
@@ -24,8 +25,9 @@ mod pages;
 pub mod server;
 mod site;
 mod subscribe;
+mod webhooks;
 
-pub use site::{Answer, Error, Site};
+pub use site::{Answer, Error, ProviderEvent, Site, WebhookSecrets};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -217,6 +219,11 @@ fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// The router with every route, limit and timeout. `/metrics` is on it unless
 /// `http.metrics_listen` moves it to [`metrics_router`].
 pub fn router(state: AppState) -> Router {
@@ -235,6 +242,7 @@ pub fn router(state: AppState) -> Router {
             get(subscribe::unsubscribe_page).post(subscribe::unsubscribe),
         )
         .route("/archive/{issue}", get(pages::archive))
+        .route("/webhooks/events", post(webhooks::events))
         .route("/healthz", get(pages::healthz));
     if state.config().http.metrics_listen.is_none() {
         router = router.route("/metrics", get(pages::metrics));

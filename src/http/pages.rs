@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{AppState, message_page};
+use super::{AppState, constant_time_eq, message_page};
 use crate::domain::IssueId;
 use crate::render::PersonalFields;
 use crate::store::PostFilter;
@@ -289,6 +289,34 @@ pub async fn metrics(
             .collect();
         gauges.push(("herald_subscribers", "Subscribers, by status.", values));
     }
+    // Bounces and complaints recorded per digest (from the store's tallies: SMTP replies,
+    // DSNs, ARF reports and provider events alike).
+    if let Ok(counts) = store.event_counts().await {
+        let (mut bounces, mut complaints) = (Vec::new(), Vec::new());
+        for (digest, class, n) in counts {
+            let digest = if digest.is_empty() {
+                "(transactional)".to_owned()
+            } else {
+                digest
+            };
+            let digest = crate::telemetry::label(&digest);
+            if class == "complaint" {
+                complaints.push((format!("digest=\"{digest}\""), n as f64));
+            } else {
+                bounces.push((format!("digest=\"{digest}\",class=\"{class}\""), n as f64));
+            }
+        }
+        gauges.push((
+            "herald_bounces",
+            "Bounces recorded, by digest and class (hard and soft count against the address; message, policy and relay never do).",
+            bounces,
+        ));
+        gauges.push((
+            "herald_complaints",
+            "Spam complaints recorded, by digest.",
+            complaints,
+        ));
+    }
     if let Ok(sources) = store.sources().await {
         let values = sources
             .iter()
@@ -314,9 +342,4 @@ pub async fn metrics(
         body,
     )
         .into_response()
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -39,6 +39,8 @@ pub trait Site: Send + Sync + 'static {
     fn config(&self) -> &Config;
     fn store(&self) -> &Store;
     fn metrics(&self) -> &Metrics;
+    /// Now, by herald's clock.
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
     /// The page templates as loaded now (they are reloaded on SIGHUP).
     fn page_templates(&self) -> std::sync::Arc<crate::render::Templates>;
     /// Records a sign-up durably (its mail queued), then sends the mail in the
@@ -59,4 +61,30 @@ pub trait Site: Send + Sync + 'static {
     fn unsubscribe<'a>(&'a self, token: &'a str) -> Answer<'a, bool>;
     /// An issue as sent, for its web page; `None` when there is none to show.
     fn archive_issue(&self, id: IssueId) -> Answer<'_, Option<RenderedIssue>>;
+    /// The secrets provider webhooks are verified with (`None`: that provider's events
+    /// are refused).
+    fn webhook_secrets(&self) -> WebhookSecrets<'_>;
+    /// Applies a provider's verified bounce or complaint; says what it did.
+    fn provider_event(&self, event: ProviderEvent) -> Answer<'_, String>;
+}
+
+/// `HERALD_MAILGUN_WEBHOOK_KEY` and `HERALD_POSTMARK_WEBHOOK_AUTH`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WebhookSecrets<'a> {
+    pub mailgun_key: Option<&'a str>,
+    /// `user:password`.
+    pub postmark_auth: Option<&'a str>,
+}
+
+/// A bounce or complaint a provider reported, its signature verified.
+#[derive(Debug, Clone)]
+pub struct ProviderEvent {
+    /// `mailgun`, `postmark`.
+    pub source: &'static str,
+    pub recipient: SubscriberEmail,
+    /// The Message-ID of the message it is about (herald's, or the provider's).
+    pub message_id: Option<String>,
+    pub outcome: crate::store::EventOutcome,
+    pub class: crate::store::EventClass,
+    pub detail: String,
 }

@@ -9,7 +9,6 @@ use tracing::info;
 
 use super::Herald;
 use super::subscription::SubscriptionError;
-use crate::deliver::Blame;
 use crate::deliver::returned::{self, Said};
 use crate::domain::token::TokenPurpose;
 use crate::domain::verp::{self, DeliveryRef};
@@ -31,17 +30,6 @@ impl Handled {
     /// Whether the message was herald's to process (it is filed away, not left).
     pub fn processed(&self) -> bool {
         !matches!(self, Self::ForAPerson { .. })
-    }
-}
-
-/// The class a refusal is stored with.
-pub fn class_of(blame: Blame) -> EventClass {
-    match blame {
-        Blame::Recipient => EventClass::Hard,
-        Blame::Soft => EventClass::Soft,
-        Blame::Message | Blame::Build => EventClass::Message,
-        Blame::Policy => EventClass::Policy,
-        Blame::Relay => EventClass::Relay,
     }
 }
 
@@ -85,7 +73,7 @@ impl Herald {
                 if *delayed {
                     EventClass::Soft
                 } else {
-                    class_of(*blame)
+                    blame.event_class()
                 },
                 detail.clone(),
                 "dsn",
@@ -119,6 +107,54 @@ impl Herald {
             detail,
         };
         Ok(self.apply_event(&event, &subscriber).await?)
+    }
+
+    /// A provider's verified event: the subscriber is the recipient it names (the
+    /// provider's signature vouches for it); the delivery is the one herald's Message-ID
+    /// names when it is that subscriber's, else the provider's message id.
+    pub async fn provider_event(
+        &self,
+        event: &crate::http::ProviderEvent,
+    ) -> Result<String, crate::store::Error> {
+        let Some(subscriber) = self.store.subscriber_by_email(&event.recipient).await? else {
+            return Ok("not a subscriber: nothing to do".into());
+        };
+        let message_id = event
+            .message_id
+            .as_deref()
+            .map(|m| m.trim().trim_start_matches('<').trim_end_matches('>'))
+            .unwrap_or("");
+        let ours = message_id
+            .strip_prefix("herald.")
+            .and_then(|m| m.split_once('@'))
+            .and_then(|(ids, _)| ids.split_once('.'))
+            .and_then(|(issue, id)| Some((issue.parse::<i64>().ok()?, id.parse::<i64>().ok()?)));
+        let delivery = match ours {
+            Some((issue, id)) if SubscriberId(id) == subscriber.id => {
+                EventDelivery::Known(DeliveryRef::Issue {
+                    issue,
+                    subscriber: subscriber.id,
+                })
+            }
+            _ if !message_id.is_empty() => EventDelivery::Other(format!(
+                "{}:{}",
+                event.source,
+                crate::domain::shorten(message_id, 200)
+            )),
+            _ => EventDelivery::Other(format!("{}:subscriber:{}", event.source, subscriber.id)),
+        };
+        let mail_event = MailEvent {
+            delivery,
+            subscriber: subscriber.id,
+            outcome: event.outcome,
+            class: event.class,
+            source: event.source,
+            detail: event.detail.clone(),
+        };
+        Ok(match self.apply_event(&mail_event, &subscriber).await? {
+            Handled::Applied { what } | Handled::Duplicate { what } => what,
+            Handled::ForAPerson { why } => why,
+        })
     }
 
     /// Records an event for `subscriber` and says what it did.

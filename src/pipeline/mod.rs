@@ -21,7 +21,7 @@ mod preview;
 mod site;
 mod subscription;
 
-pub use bounces::{Handled, class_of};
+pub use bounces::Handled;
 pub use daemon::{TickError, TickReport};
 
 pub use digest::{DigestError, DigestRun, DigestWhen};

@@ -41,6 +41,10 @@ impl http::Site for Herald {
         &self.metrics
     }
 
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
     fn page_templates(&self) -> std::sync::Arc<crate::render::Templates> {
         self.templates().base()
     }
@@ -89,5 +93,20 @@ impl http::Site for Herald {
 
     fn archive_issue(&self, id: IssueId) -> Answer<'_, Option<RenderedIssue>> {
         Box::pin(async move { Ok(Herald::archive_issue(self, id).await?) })
+    }
+
+    fn webhook_secrets(&self) -> http::WebhookSecrets<'_> {
+        http::WebhookSecrets {
+            mailgun_key: self.secrets.mailgun_webhook_key.as_deref(),
+            postmark_auth: self.secrets.postmark_webhook_auth.as_deref(),
+        }
+    }
+
+    fn provider_event(&self, event: http::ProviderEvent) -> Answer<'_, String> {
+        Box::pin(async move {
+            Herald::provider_event(self, &event)
+                .await
+                .map_err(|e| http::Error::Unavailable(e.to_string()))
+        })
     }
 }

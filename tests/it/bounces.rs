@@ -332,15 +332,17 @@ async fn forged_and_unsigned_reports_change_nothing() {
     let sent = w.send().await;
     let real = &sent["reader@example.net"];
     let token = w.token("reader@example.net").await;
-    // Every signed part altered: the VERP token and the List-Unsubscribe token.
+    // Every signed part altered in the middle of its MAC: the VERP token and the
+    // List-Unsubscribe token.
+    let flip = |s: &str, from_end: usize| -> String {
+        let mut chars: Vec<char> = s.chars().collect();
+        let at = chars.len() - from_end;
+        chars[at] = if chars[at] == 'q' { 'r' } else { 'q' };
+        chars.into_iter().collect()
+    };
     let (local, domain) = real.verp.split_once('@').unwrap();
-    let last = local.chars().last().unwrap();
-    let forged_local = format!(
-        "{}{}",
-        &local[..local.len() - 1],
-        if last == 'a' { 'b' } else { 'a' }
-    );
-    let forged_token = format!("{}A", &token[..token.len() - 1]);
+    let forged_local = flip(local, 5);
+    let forged_token = flip(&token, 10);
     let forged = Sent {
         verp: format!("{forged_local}@{domain}"),
         headers: real.headers.replace(&token, &forged_token),

@@ -16,6 +16,7 @@ mod related_quality;
 mod safety;
 mod server;
 mod support;
+mod webhooks;
 mod world;
 
 #[path = "../../benches/support/smtp_sink.rs"]
