@@ -15,6 +15,7 @@ mod fetch;
 mod related_quality;
 mod safety;
 mod server;
+mod spam;
 mod support;
 mod webhooks;
 mod world;
