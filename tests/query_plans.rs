@@ -36,7 +36,11 @@ use support::{Site, raw_db, source};
 
 /// Tables that grow with the list or the archive. `sources`, `issues` (one row per
 /// period), `settings` and `tallies` stay small.
+const POSTMARK: &str = "postmark:Xr4Lp9Qm2Wz7Kc5Tb8Nv";
+
 const LARGE: &[&str] = &[
+    "mail_events",
+    "webhook_seen",
     "subscribers",
     "subscriptions",
     "deliveries",
@@ -85,7 +89,8 @@ impl<S: tracing::Subscriber> Layer<S> for Capture {
 
 fn config(feed_url: &str, smtp_url: &str) -> String {
     format!(
-        "{}[smtp]\nurl = \"{smtp_url}\"\ntls = \"none\"\nfrom = \"Field Notes <news@example.org>\"\nrate = 10000\n\n\
+        "{}[smtp]\nurl = \"{smtp_url}\"\ntls = \"none\"\nfrom = \"Field Notes <news@example.org>\"\nrate = 10000\n\
+         bounce_address = \"bounces@example.org\"\n\n\
          [[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\ntimezone = \"Europe/Berlin\"\n\n\
          [[digests]]\nname = \"monthly\"\nschedule = \"0 8 1 * *\"\ntimezone = \"Europe/Berlin\"\n",
         source("blog", feed_url)
@@ -126,6 +131,7 @@ async fn per_request_and_per_subscriber_queries_use_an_index() {
 
     let secrets = Secrets {
         signing_secret: Some("Zt6pW1qN8xK3vB7yR2mC5hJ9sD4gF0aL".into()),
+        postmark_webhook_auth: Some(POSTMARK.into()),
         ..Secrets::default()
     };
     let app = Site::start(config, secrets, None).await;
@@ -191,6 +197,64 @@ async fn per_request_and_per_subscriber_queries_use_an_index() {
         .await
         .unwrap();
     assert_eq!(run.counts.sent, 1);
+    // A bounce that arrives later, read as `herald bounces read` reads it: a delay notice
+    // to the VERP address, then a provider's hard bounce by webhook, then two soft
+    // bounces of one seeded subscriber over two issues (the "in a row" check).
+    let sent = app.sink.received();
+    let verp = &sent.last().unwrap().mail_from;
+    let dsn = format!(
+        "From: MAILER-DAEMON@mx.example.net\nTo: {verp}\nSubject: Delivery Status Notification (Delay)\n\
+         MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n\
+         --b\nContent-Type: text/plain\n\nStill trying.\n--b\nContent-Type: message/delivery-status\n\n\
+         Reporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; new@example.org\nAction: delayed\nStatus: 4.4.7\n--b--\n"
+    );
+    let handled = app
+        .herald
+        .handle_returned(dsn.as_bytes(), None)
+        .await
+        .unwrap();
+    assert!(handled.processed(), "{handled:?}");
+    let event = serde_json::json!({"RecordType": "Bounce", "Type": "HardBounce", "Email": "reader77@example.net", "MessageID": "pm-1", "Details": "smtp;550 5.1.1 gone"});
+    let hook = app
+        .client
+        .post(format!("{}webhooks/events", app.base))
+        .basic_auth("postmark", Some(POSTMARK.split_once(':').unwrap().1))
+        .header("content-type", "application/json")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 200);
+    let seeded = app
+        .herald
+        .store
+        .subscriber_by_email(&SubscriberEmail::parse("reader5@example.net").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    for issue in [run.issue.id.0 - 1, run.issue.id.0 + 5] {
+        let event = herald::store::MailEvent {
+            delivery: herald::store::EventDelivery::Known(
+                herald::domain::verp::DeliveryRef::Issue {
+                    issue,
+                    subscriber: seeded.id,
+                },
+            ),
+            subscriber: seeded.id,
+            outcome: herald::store::EventOutcome::Failed,
+            class: herald::store::EventClass::Soft,
+            source: "dsn",
+            detail: "5.2.2".into(),
+        };
+        app.herald.store.record_event(&event, 3, now).await.unwrap();
+    }
+    assert!(
+        app.herald
+            .store
+            .note_webhook("mailgun:t0k3n", now - chrono::Duration::minutes(20), now)
+            .await
+            .unwrap()
+    );
     let unsubscribe = link_in_mail(
         &app,
         "new@example.org",
@@ -251,6 +315,10 @@ async fn per_request_and_per_subscriber_queries_use_an_index() {
         "INSERT INTO confirmations",
         "UPDATE deliveries",
         "FROM tallies",
+        "INSERT INTO mail_events",
+        "WHERE d.subscriber_id = ?1 AND d.issue_id > ?2",
+        "DELETE FROM webhook_seen",
+        "FROM event_tallies",
     ] {
         assert!(
             planned.iter().any(|s| s.contains(expected)),
