@@ -253,6 +253,18 @@ impl SendError {
         self.blame() == Blame::Recipient
     }
 
+    /// Whether a temporary refusal is about the mailbox itself (full, disabled: x.2.x,
+    /// or a bare 450/452 to `RCPT`), so that its last retry counts as a soft bounce. A
+    /// relay's own trouble (4.3.x, 4.4.x, greylisting 4.7.x, a 451 to the data) never
+    /// does: a relay that defers everyone must not bounce the list.
+    pub fn is_about_mailbox(&self) -> bool {
+        match self.enhanced() {
+            Some(Enhanced(_, 2, _)) => self.stage != Stage::Mail,
+            Some(_) => false,
+            None => self.stage == Stage::Rcpt && matches!(self.code, Some(450 | 452)),
+        }
+    }
+
     /// Whether the relay refused the message for a reason of its own (counted towards
     /// "the relay refuses everything").
     pub fn is_relay_refusal(&self) -> bool {
@@ -355,6 +367,23 @@ mod tests {
         assert!(!SendError::local("cannot build the message", false).indicts_recipient());
         assert_eq!(SendError::local("x", false).blame(), Blame::Build);
         assert!(!SendError::connection("connection refused").indicts_recipient());
+    }
+
+    #[test]
+    fn only_a_temporary_refusal_about_the_mailbox_counts_as_a_soft_bounce() {
+        assert!(at(Stage::Rcpt, "452 4.2.2 Mailbox full").is_about_mailbox());
+        assert!(at(Stage::Content, "552 5.2.2 Over quota").is_about_mailbox());
+        assert!(at(Stage::Rcpt, "450 Requested mail action not taken").is_about_mailbox());
+        for relay in [
+            "451 4.7.1 Greylisted, try again later",
+            "451 4.3.0 Local error in processing",
+            "421 4.4.2 Timeout",
+        ] {
+            assert!(!at(Stage::Rcpt, relay).is_about_mailbox(), "{relay}");
+            assert!(!at(Stage::Content, relay).is_about_mailbox(), "{relay}");
+        }
+        assert!(!at(Stage::Content, "451 Try again").is_about_mailbox());
+        assert!(!SendError::connection("timed out").is_about_mailbox());
     }
 
     #[test]

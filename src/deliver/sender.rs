@@ -473,7 +473,7 @@ async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
             let bounce = error.indicts_recipient();
             let counted = match error.blame() {
                 super::Blame::Recipient => Some(EventClass::Hard),
-                super::Blame::Soft => Some(EventClass::Soft),
+                super::Blame::Soft if error.is_about_mailbox() => Some(EventClass::Soft),
                 _ => None,
             }
             .map(|class| Counted {

@@ -17,10 +17,10 @@ use crate::support::{FeedServer, TestEnv, clock, fixture, fixtures, raw_db, sour
 
 const SECRET: &str = "Vb7Qm2Xk9LpR4tWz8NcY3hJd6FgS1aUe";
 
-fn config(feed_url: &str, smtp_url: &str) -> String {
+fn config(feed_url: &str, smtp_url: &str, extra: &str) -> String {
     format!(
         "{}[smtp]\nurl = \"{smtp_url}\"\ntls = \"none\"\nfrom = \"Field Notes <news@example.org>\"\n\
-         bounce_address = \"bounces@example.org\"\nrate = 10000\nmax_connections = 2\n\n\
+         bounce_address = \"bounces@example.org\"\nrate = 10000\nmax_connections = 2\n{extra}\n\
          [[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\ntimezone = \"Europe/Berlin\"\n",
         source("blog", feed_url)
     )
@@ -45,9 +45,14 @@ struct World {
 
 impl World {
     async fn start(emails: &[&str]) -> Self {
+        Self::start_with(emails, "").await
+    }
+
+    /// [`Self::start`] with more `[smtp]` lines.
+    async fn start_with(emails: &[&str], smtp: &str) -> Self {
         let feed = FeedServer::start(fixture("rss20-media.xml")).await;
         let sink = SmtpSink::start().await;
-        let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url()));
+        let env = TestEnv::new(&config(&feed.url("/feed.xml"), &sink.url(), smtp));
         let clock = clock();
         let secrets = Secrets {
             signing_secret: Some(SECRET.into()),
@@ -682,4 +687,29 @@ async fn bounced_and_complained_addresses_are_suppressed_until_the_operator_says
             .status_reason
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn a_relay_that_defers_everyone_soft_bounces_nobody() {
+    // Greylisting (451 4.7.1) for every recipient, with one attempt per issue: each
+    // delivery fails for good, but about the relay's policy, not the mailbox.
+    let emails = ["a@example.net", "b@example.net", "full@example.net"];
+    let mut w = World::start_with(&emails, "retry_attempts = 1").await;
+    {
+        let mut b = w.sink.behaviour.lock().unwrap();
+        for e in ["a@example.net", "b@example.net"] {
+            b.defer_rcpt.insert(e.into(), 1000);
+        }
+    }
+    for round in 0..4 {
+        w.send().await;
+        for e in ["a@example.net", "b@example.net"] {
+            assert_eq!(
+                w.status(e).await,
+                SubscriberStatus::Confirmed,
+                "round {round}"
+            );
+        }
+    }
+    assert_eq!(w.events("a@example.net").await, 0);
 }
