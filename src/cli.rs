@@ -113,8 +113,12 @@ pub enum BouncesCommand {
         #[arg(long, value_name = "DIR")]
         maildir: Option<PathBuf>,
         /// The envelope recipient, as the MTA gives it (Postfix: ${original_recipient})
-        #[arg(long, value_name = "ADDR")]
+        #[arg(long, value_name = "ADDR", conflicts_with = "maildir")]
         recipient: Option<String>,
+        /// Read the signing secret from this file instead of HERALD_SECRET (an MTA's
+        /// pipe runs herald with an empty environment)
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
         /// Maildir where a message that is not for herald is filed for a person
         /// [default: held-mail/ beside the store]
         #[arg(long, value_name = "DIR", conflicts_with = "maildir")]

@@ -27,30 +27,94 @@ pub struct ReadArgs {
     pub recipient: Option<String>,
     /// Where a message that is not for herald is filed (a Maildir).
     pub hold: Option<PathBuf>,
+    /// The signing secret, for a pipe without `HERALD_SECRET`.
+    pub secret_file: Option<PathBuf>,
 }
 
+/// Largest message kept for a person; a bigger one is left with the MTA (exit 75).
+const MAX_HELD_BYTES: u64 = 100 * 1024 * 1024;
+
 pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
+    use futures_util::FutureExt;
+    // Whatever happens, a pipe answers 0 or 75: anything else makes the MTA bounce the
+    // mail back (and a bounced bounce goes to the postmaster).
+    let piped = args.maildir.is_none();
+    match std::panic::AssertUnwindSafe(read_inner(config, args))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) if piped => {
+            eprintln!("herald: {e:#}; the MTA should try again");
+            Ok(Outcome::TempFail)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            eprintln!("herald: reading the message crashed; the MTA should try again");
+            Ok(Outcome::TempFail)
+        }
+    }
+}
+
+async fn read_inner(config: Config, args: ReadArgs) -> Result<Outcome> {
     let hold = args.hold.clone().unwrap_or_else(|| default_hold(&config));
-    let herald = match Herald::open(config, Arc::new(SystemClock)).await {
+    let mut secrets = crate::config::Secrets::from_env();
+    if let Some(path) = &args.secret_file {
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+        secrets.signing_secret = Some(secret.trim().to_owned()).filter(|s| !s.is_empty());
+    }
+    let had_secret = secrets.signing_secret.is_some();
+    let herald = match Herald::open_with(config, Arc::new(SystemClock), secrets).await {
         Ok(herald) => herald,
         Err(e) => {
             eprintln!("herald: the store cannot be used now ({e:#}); the MTA should try again");
             return Ok(Outcome::TempFail);
         }
     };
+    if !had_secret {
+        // Never make up a secret here: no token would verify, and every bounce would be
+        // left for a person without a word.
+        match herald.store.setting("signing_secret").await {
+            Ok(Some(_)) => eprintln!(
+                "herald: warning: HERALD_SECRET is not set; using the secret herald generated and keeps in the database (if `herald serve` runs with HERALD_SECRET, give it here with --secret-file)"
+            ),
+            Ok(None) => {
+                eprintln!(
+                    "herald: HERALD_SECRET is not set and the store holds no generated secret, so no token can be checked (an MTA's pipe clears the environment: pass --secret-file FILE); the MTA should try again"
+                );
+                return Ok(Outcome::TempFail);
+            }
+            Err(e) => {
+                eprintln!("herald: the store cannot be used now ({e:#}); the MTA should try again");
+                return Ok(Outcome::TempFail);
+            }
+        }
+    }
     let mut out = std::io::stdout().lock();
     if let Some(dir) = &args.maildir {
-        return read_maildir(&herald, dir, args.recipient.as_deref(), &mut out).await;
+        return read_maildir(&herald, dir, &mut out).await;
     }
     let bytes = match args.file.as_deref() {
-        None => read_limited(std::io::stdin().lock()).context("cannot read standard input")?,
+        None => read_limited(std::io::stdin().lock(), MAX_HELD_BYTES),
         Some(path) if path == Path::new("-") => {
-            read_limited(std::io::stdin().lock()).context("cannot read standard input")?
+            read_limited(std::io::stdin().lock(), MAX_HELD_BYTES)
         }
-        Some(path) => read_limited(
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        )
-        .with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => std::fs::File::open(path).and_then(|f| read_limited(f, MAX_HELD_BYTES)),
+    };
+    let bytes = match bytes {
+        Ok(bytes) if bytes.len() as u64 > MAX_HELD_BYTES => {
+            eprintln!(
+                "herald: the message is over {} MiB; left with the MTA",
+                MAX_HELD_BYTES / 1024 / 1024
+            );
+            return Ok(Outcome::TempFail);
+        }
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("herald: cannot read the message ({e}); the MTA should try again");
+            return Ok(Outcome::TempFail);
+        }
     };
     let handled = match herald
         .handle_returned(&bytes, args.recipient.as_deref())
@@ -62,15 +126,20 @@ pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
             return Ok(Outcome::TempFail);
         }
     };
+    // What was done goes to standard output; a closed one changes nothing about it.
     match &handled {
-        Handled::Applied { what } | Handled::Duplicate { what } => writeln!(out, "{what}")?,
+        Handled::Applied { what } | Handled::Duplicate { what } => {
+            let _ = writeln!(out, "{what}");
+        }
         Handled::ForAPerson { why } => {
             match deliver_to_maildir(&hold, &bytes, herald.clock.now()) {
-                Ok(path) => writeln!(
-                    out,
-                    "not for herald ({why}): left for a person in {}",
-                    path.display()
-                )?,
+                Ok(path) => {
+                    let _ = writeln!(
+                        out,
+                        "not for herald ({why}): left for a person in {}",
+                        path.display()
+                    );
+                }
                 Err(e) => {
                     eprintln!(
                         "herald: not for herald ({why}), and it cannot be filed in {}: {e}; the MTA should try again",
@@ -86,12 +155,7 @@ pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
 }
 
 /// Reads every message in `dir/new`, moving those herald processed to `dir/cur`.
-async fn read_maildir(
-    herald: &Herald,
-    dir: &Path,
-    recipient: Option<&str>,
-    out: &mut impl Write,
-) -> Result<Outcome> {
+async fn read_maildir(herald: &Herald, dir: &Path, out: &mut impl Write) -> Result<Outcome> {
     let new = dir.join("new");
     let cur = dir.join("cur");
     std::fs::create_dir_all(&cur).with_context(|| format!("cannot create {}", cur.display()))?;
@@ -106,7 +170,9 @@ async fn read_maildir(
     let (mut processed, mut left, mut unreadable) = (0u64, 0u64, 0u64);
     for name in names {
         let path = new.join(&name);
-        let bytes = match std::fs::File::open(&path).and_then(read_limited) {
+        let bytes = match std::fs::File::open(&path)
+            .and_then(|f| read_limited(f, MAX_MESSAGE_BYTES as u64))
+        {
             Ok(bytes) => bytes,
             Err(e) => {
                 // Gone (another reader took it) or unreadable: that message alone.
@@ -115,7 +181,7 @@ async fn read_maildir(
                 continue;
             }
         };
-        let handled = match herald.handle_returned(&bytes, recipient).await {
+        let handled = match herald.handle_returned(&bytes, None).await {
             Ok(handled) => handled,
             Err(e) => {
                 eprintln!(
@@ -129,10 +195,26 @@ async fn read_maildir(
         match &handled {
             Handled::Applied { what } | Handled::Duplicate { what } => {
                 let base = label.split(":2,").next().unwrap_or(&label);
-                let target = cur.join(format!("{base}:2,S"));
-                std::fs::rename(&path, &target).with_context(|| {
-                    format!("cannot move {} to {}", path.display(), target.display())
-                })?;
+                let mut target = cur.join(format!("{base}:2,S"));
+                let mut n = 1;
+                while target.exists() {
+                    n += 1;
+                    target = cur.join(format!("{base}.{n}:2,S"));
+                }
+                match std::fs::rename(&path, &target) {
+                    Ok(()) => {}
+                    // Another reader filed it first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        eprintln!(
+                            "{}: processed, but cannot move it to {}: {e}",
+                            path.display(),
+                            target.display()
+                        );
+                        unreadable += 1;
+                        continue;
+                    }
+                }
                 processed += 1;
                 writeln!(out, "{label}: {what}")?;
             }
@@ -160,13 +242,10 @@ async fn read_maildir(
     })
 }
 
-/// At most [`MAX_MESSAGE_BYTES`] (and one more, so that a longer one is still read as
-/// its first part).
-fn read_limited(reader: impl Read) -> std::io::Result<Vec<u8>> {
+/// At most `limit` bytes and one more (so that a longer message shows as longer).
+fn read_limited(reader: impl Read, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    reader
-        .take(MAX_MESSAGE_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)?;
+    reader.take(limit + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 

@@ -100,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
             maildir,
             recipient,
             hold,
+            secret_file,
         }) => {
             bounces::read(
                 config,
@@ -108,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
                     maildir,
                     recipient,
                     hold,
+                    secret_file,
                 },
             )
             .await

@@ -83,9 +83,13 @@ impl Enhanced {
     pub fn parse(text: &str) -> Option<Self> {
         let word = text.split_whitespace().next()?;
         let mut parts = word.splitn(3, '.');
-        let class: u8 = parts.next()?.parse().ok()?;
-        let subject: u16 = parts.next()?.parse().ok()?;
-        let detail: u16 = parts.next()?.parse().ok()?;
+        // RFC 3463: one digit, then one to three, then one to three ("5.1.2027" is a date).
+        fn digits(s: &str, most: usize) -> Option<&str> {
+            (!s.is_empty() && s.len() <= most && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+        }
+        let class: u8 = digits(parts.next()?, 1)?.parse().ok()?;
+        let subject: u16 = digits(parts.next()?, 3)?.parse().ok()?;
+        let detail: u16 = digits(parts.next()?, 3)?.parse().ok()?;
         matches!(class, 2 | 4 | 5).then_some(Self(class, subject, detail))
     }
 }

@@ -42,6 +42,10 @@ pub struct Returned {
     pub list_token: Option<String>,
     /// The returned message's Message-ID, as herald writes them: (issue, subscriber).
     pub returned_delivery: Option<(i64, i64)>,
+    /// The returned message's Message-ID as it is, and the report's own: what keys a
+    /// report that no VERP token names.
+    pub returned_message_id: Option<String>,
+    pub report_id: Option<String>,
     /// The message's subject, for what is left for a person.
     pub subject: String,
 }
@@ -60,6 +64,8 @@ pub fn read(bytes: &[u8]) -> Returned {
             verp_haystack: String::new(),
             list_token: None,
             returned_delivery: None,
+            returned_message_id: None,
+            report_id: None,
             subject: String::new(),
         };
     };
@@ -133,6 +139,15 @@ pub fn read(bytes: &[u8]) -> Returned {
     }
     let list_token = returned_headers.as_deref().and_then(list_unsubscribe_token);
     let returned_delivery = returned_headers.as_deref().and_then(herald_message_id);
+    let returned_message_id = returned_headers
+        .as_deref()
+        .and_then(|h| header_value(h, "message-id"))
+        .map(|m| crate::domain::shorten(m.trim(), 200))
+        .filter(|m| !m.is_empty());
+    let report_id = message
+        .message_id()
+        .map(|m| crate::domain::shorten(m.trim(), 200))
+        .filter(|m| !m.is_empty());
     let said = if let Some(fields) = feedback_fields {
         complaint(&fields)
     } else if let Some(fields) = status_fields {
@@ -151,6 +166,8 @@ pub fn read(bytes: &[u8]) -> Returned {
         verp_haystack: haystack,
         list_token,
         returned_delivery,
+        returned_message_id,
+        report_id,
         subject,
     }
 }
@@ -269,11 +286,10 @@ fn delivery_status(fields: &str) -> Said {
         Some(d) if !d.is_empty() => format!("{status} ({})", shorten(d)),
         _ => status.to_owned(),
     };
-    let blame = if delayed {
-        Blame::Soft
-    } else {
-        classify(Enhanced::parse(status), diagnostic.unwrap_or(""))
-    };
+    let blame = delayed_blame(
+        delayed,
+        classify(Enhanced::parse(status), diagnostic.unwrap_or("")),
+    );
     Said::Refused {
         delayed,
         blame,
@@ -281,13 +297,56 @@ fn delivery_status(fields: &str) -> Said {
     }
 }
 
+/// A delay is never final: at worst a soft bounce (a delay about the mailbox), never
+/// a hard one.
+fn delayed_blame(delayed: bool, blame: Blame) -> Blame {
+    match (delayed, blame) {
+        (true, Blame::Recipient) => Blame::Soft,
+        (_, blame) => blame,
+    }
+}
+
 /// A refusal as the one classification sees it: the reply the diagnostic quotes, with
 /// the DSN's status code as its enhanced code (the status is the MTA's own verdict).
+/// A temporary status counts against the address only when it is about the mailbox
+/// (4.1.x, 4.2.x); a remote that cannot be reached (4.4.x), a full system (4.3.x) or
+/// greylisting (4.7.x) is the way there, not the address, exactly as for SMTP replies
+/// ([`SendError::is_about_mailbox`]).
 pub fn classify(status: Option<Enhanced>, diagnostic: &str) -> Blame {
     let (code, text) = reply_code(diagnostic);
+    let lower = diagnostic.to_ascii_lowercase();
+    // About our sender or our server, whatever code it came with.
+    const ABOUT_US: &[&str] = &[
+        "sender address",
+        "sender rejected",
+        "ptr record",
+        "reverse dns",
+        "your ip",
+        "spf",
+        "dmarc",
+        "blocked",
+        "blacklist",
+        "blocklist",
+        "listed at",
+        "spamhaus",
+    ];
+    if ABOUT_US.iter().any(|w| lower.contains(w)) {
+        return match status.or_else(|| find_enhanced(diagnostic)) {
+            Some(Enhanced(_, 7, _)) => Blame::Policy,
+            _ => Blame::Relay,
+        };
+    }
     let enhanced = status
         .or_else(|| Enhanced::parse(text))
         .or_else(|| find_enhanced(diagnostic));
+    if let Some(Enhanced(4, subject, _)) = enhanced {
+        return match subject {
+            1 | 2 => Blame::Soft,
+            5 | 6 => Blame::Message,
+            7 => Blame::Policy,
+            _ => Blame::Relay,
+        };
+    }
     let Some(enhanced) = enhanced else {
         if let Some(blame) = wording(diagnostic) {
             return blame;
@@ -298,9 +357,6 @@ pub fn classify(status: Option<Enhanced>, diagnostic: &str) -> Blame {
         };
     };
     let Enhanced(class, subject, detail) = enhanced;
-    if class == 4 {
-        return Blame::Soft;
-    }
     // A bare "5.0.0" says nothing: the words decide, else it is not counted.
     if (subject, detail) == (0, 0) {
         return wording(diagnostic).unwrap_or(Blame::Relay);
@@ -359,15 +415,16 @@ fn wording(text: &str) -> Option<Blame> {
         "unknown user",
         "no such user",
         "no such recipient",
-        "does not exist",
-        "doesn't exist",
-        "doesn't have a",
-        "does not have a",
+        "account does not exist",
+        "account that you tried to reach does not exist",
+        "mailbox does not exist",
+        "user does not exist",
+        "address does not exist",
         "no mailbox here",
         "mailbox unavailable",
         "recipient unknown",
         "invalid recipient",
-        "address rejected",
+        "recipient address rejected",
         "account disabled",
         "account has been disabled",
         "not our customer",
@@ -380,9 +437,12 @@ fn wording(text: &str) -> Option<Blame> {
         "exceeded storage",
         "insufficient storage",
     ];
+    // "This user doesn't have a yahoo.com account".
+    let no_account = (lower.contains("doesn't have a") || lower.contains("does not have a"))
+        && lower.contains("account");
     if FULL.iter().any(|w| lower.contains(w)) {
         Some(Blame::Soft)
-    } else if GONE.iter().any(|w| lower.contains(w)) {
+    } else if no_account || GONE.iter().any(|w| lower.contains(w)) {
         Some(Blame::Recipient)
     } else {
         None
@@ -482,11 +542,7 @@ fn plain_bounce(body: &str) -> Said {
         b.contains("will keep trying") || b.contains("still trying") || b.contains("delayed")
     };
     let reply = reply_code_in(line).unwrap_or(line);
-    let blame = if delayed {
-        Blame::Soft
-    } else {
-        classify(find_enhanced(line), reply)
-    };
+    let blame = delayed_blame(delayed, classify(find_enhanced(line), reply));
     Said::Refused {
         delayed,
         blame,
@@ -586,7 +642,7 @@ mod tests {
             Blame::Recipient
         );
         assert_eq!(classify(e("5.2.2"), "552 5.2.2 Mailbox full"), Blame::Soft);
-        assert_eq!(classify(e("4.4.1"), "connection timed out"), Blame::Soft);
+        assert_eq!(classify(e("4.4.1"), "connection timed out"), Blame::Relay);
         assert_eq!(
             classify(e("5.7.1"), "550 5.7.1 rejected by policy"),
             Blame::Policy
@@ -618,6 +674,32 @@ mod tests {
             classify(e("5.1.0"), "550 5.1.0 Sender address rejected"),
             Blame::Relay
         );
+        assert_eq!(
+            classify(e("5.0.0"), "550 Sender address rejected: Domain not found"),
+            Blame::Relay
+        );
+        assert_eq!(
+            classify(e("5.0.0"), "550 Your server doesn't have a PTR record"),
+            Blame::Relay
+        );
+        assert_eq!(
+            classify(
+                e("5.7.1"),
+                "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org"
+            ),
+            Blame::Policy
+        );
+        // Temporary: only about the mailbox counts.
+        assert_eq!(classify(e("4.2.2"), "452 4.2.2 Mailbox full"), Blame::Soft);
+        assert_eq!(classify(e("4.4.1"), "No route to host"), Blame::Relay);
+        assert_eq!(
+            classify(e("4.4.7"), "421 4.4.7 Service temporarily unavailable"),
+            Blame::Relay
+        );
+        assert_eq!(classify(e("4.7.1"), "451 4.7.1 Greylisted"), Blame::Policy);
+        assert_eq!(classify(e("4.3.0"), "451 4.3.0 Local error"), Blame::Relay);
+        // A date is not a status.
+        assert_eq!(find_enhanced("away until 5.1.2027"), None);
     }
 
     #[test]

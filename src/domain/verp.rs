@@ -127,17 +127,28 @@ pub fn verify(keys: &KeyRing, token: &str) -> Option<DeliveryRef> {
     }
 }
 
-/// Every `local+token@…` in `text` whose token verifies (an address in a header, a
-/// Return-Path), first found first.
+/// The first `local+token@…` in `text` whose token verifies (an address in a header, a
+/// Return-Path).
 pub fn find(keys: &KeyRing, text: &str) -> Option<DeliveryRef> {
-    text.match_indices('+').find_map(|(at, _)| {
+    find_all(keys, text).into_iter().next()
+}
+
+/// Every delivery a verified `local+token@…` in `text` names, once each, in order.
+pub fn find_all(keys: &KeyRing, text: &str) -> Vec<DeliveryRef> {
+    let mut found = Vec::new();
+    for (at, _) in text.match_indices('+').take(1000) {
         let rest = &text[at + 1..];
-        let end = rest.find('@')?;
+        let Some(end) = rest.find('@') else { continue };
         let candidate = &rest[..end];
-        (end <= TOKEN_MAX_CHARS && candidate.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .then(|| verify(keys, candidate))
-            .flatten()
-    })
+        if end <= TOKEN_MAX_CHARS
+            && candidate.bytes().all(|b| b.is_ascii_alphanumeric())
+            && let Some(delivery) = verify(keys, candidate)
+            && !found.contains(&delivery)
+        {
+            found.push(delivery);
+        }
+    }
+    found
 }
 
 const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";

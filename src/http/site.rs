@@ -84,6 +84,8 @@ pub struct ProviderEvent {
     pub recipient: SubscriberEmail,
     /// The Message-ID of the message it is about (herald's, or the provider's).
     pub message_id: Option<String>,
+    /// The provider's id of the event, for one that names no message.
+    pub event_id: Option<String>,
     pub outcome: crate::store::EventOutcome,
     pub class: crate::store::EventClass,
     pub detail: String,

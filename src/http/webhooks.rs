@@ -69,14 +69,40 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap, body: Byt
         return refuse(StatusCode::BAD_REQUEST, "not a Mailgun or Postmark event").into_response();
     };
     let Some(event) = parsed else {
+        note_used(&state, &json).await;
         return (StatusCode::OK, "not a bounce or a complaint: ignored\n").into_response();
     };
     match state.site().provider_event(event).await {
-        Ok(what) => (StatusCode::OK, format!("{what}\n")).into_response(),
+        Ok(what) => {
+            note_used(&state, &json).await;
+            (StatusCode::OK, format!("{what}\n")).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "a webhook event could not be recorded");
             (e.status(), "try again later\n").into_response()
         }
+    }
+}
+
+/// The replay key of a Mailgun token.
+fn mailgun_key(token: &str) -> String {
+    format!("mailgun:{}", crate::domain::shorten(token, 200))
+}
+
+/// Notes a Mailgun token as used, once its event is handled (a no-op for Postmark).
+async fn note_used(state: &AppState, json: &Value) {
+    let Some(token) = json["signature"]["token"].as_str() else {
+        return;
+    };
+    let now = state.site().now();
+    let forget = now - chrono::Duration::seconds(WINDOW_SECS * 2);
+    if let Err(e) = state
+        .site()
+        .store()
+        .note_webhook(&mailgun_key(token), forget, now)
+        .await
+    {
+        tracing::warn!(error = %e, "a webhook token could not be noted");
     }
 }
 
@@ -128,12 +154,11 @@ async fn mailgun(
             "the signature is too old or from the future: refused as a replay",
         ));
     }
-    let store = state.site().store();
-    let seen_key = format!("mailgun:{}", crate::domain::shorten(token, 200));
-    let forget = now - chrono::Duration::seconds(WINDOW_SECS * 2);
-    match store.note_webhook(&seen_key, forget, now).await {
-        Ok(true) => {}
-        Ok(false) => {
+    // Checked here, noted only once the event is recorded: a retry after a failure to
+    // record it (same token) is not a replay.
+    match state.site().store().webhook_seen(&mailgun_key(token)).await {
+        Ok(false) => {}
+        Ok(true) => {
             return Err(refuse(
                 StatusCode::NOT_ACCEPTABLE,
                 "this signature was used before: refused as a replay",
@@ -170,7 +195,19 @@ async fn mailgun(
     let detail = crate::domain::shorten(format!("{code} {enhanced} {message}").trim(), 300);
     let (outcome, class) = match (data["event"].as_str(), data["severity"].as_str()) {
         (Some("complained"), _) => (EventOutcome::Complained, EventClass::Complaint),
-        (Some("failed"), Some("temporary")) => (EventOutcome::Delayed, EventClass::Soft),
+        // Mailgun retries: a delay, counted only when it is about the mailbox.
+        (Some("failed"), Some("temporary")) => {
+            let blame = classify(
+                Enhanced::parse(enhanced),
+                &format!("{code} {enhanced} {message}"),
+            );
+            let blame = if blame == Blame::Recipient {
+                Blame::Soft
+            } else {
+                blame
+            };
+            (EventOutcome::Delayed, blame.event_class())
+        }
         (Some("failed"), _) => {
             // Mailgun drops mail to an address on its own bounce list: it bounced before.
             let blame = if data["reason"].as_str() == Some("suppress-bounce") {
@@ -189,6 +226,7 @@ async fn mailgun(
         source: "mailgun",
         recipient,
         message_id,
+        event_id: data["id"].as_str().map(str::to_owned),
         outcome,
         class,
         detail: if outcome == EventOutcome::Complained {
@@ -224,7 +262,19 @@ fn postmark(json: &Value) -> Result<Option<ProviderEvent>, Refusal> {
             (EventOutcome::Complained, EventClass::Complaint)
         }
         (_, "HardBounce" | "BadEmailAddress") => (EventOutcome::Failed, EventClass::Hard),
-        (_, "SoftBounce" | "Transient" | "DnsError") => (EventOutcome::Failed, EventClass::Soft),
+        // Postmark's soft bounce: the mailbox is full or off for now.
+        (_, "SoftBounce") => (EventOutcome::Failed, EventClass::Soft),
+        // Delayed, or the domain's DNS failing: the way there, unless the reply says
+        // it is the mailbox.
+        (_, "Transient" | "DnsError") => {
+            let blame = classify(None, details.trim_start_matches("smtp;"));
+            let blame = if blame == Blame::Recipient {
+                Blame::Soft
+            } else {
+                blame
+            };
+            (EventOutcome::Failed, blame.event_class())
+        }
         (_, "Blocked" | "DMARCPolicy" | "SpamNotification") => {
             (EventOutcome::Failed, EventClass::Policy)
         }
@@ -238,6 +288,7 @@ fn postmark(json: &Value) -> Result<Option<ProviderEvent>, Refusal> {
         source: "postmark",
         recipient,
         message_id,
+        event_id: json["ID"].as_u64().map(|id| id.to_string()),
         outcome,
         class,
         detail,

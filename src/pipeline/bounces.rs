@@ -42,11 +42,7 @@ impl Herald {
         bytes: &[u8],
         recipient: Option<&str>,
     ) -> Result<Handled, SubscriptionError> {
-        let mut read = returned::read(bytes);
-        if let Some(recipient) = recipient {
-            read.verp_haystack.push('\n');
-            read.verp_haystack.push_str(recipient);
-        }
+        let read = returned::read(bytes);
         let (outcome, class, detail, source) = match &read.said {
             Said::ForAPerson { why } => return Ok(Handled::ForAPerson { why: why.clone() }),
             Said::Unsubscribe { token } => {
@@ -85,10 +81,18 @@ impl Herald {
                 "arf",
             ),
         };
-        let Some((delivery, subscriber)) = self.signed_target(&read).await? else {
-            return Ok(Handled::ForAPerson {
-                why: "it carries no token herald signed (no VERP address, no List-Unsubscribe link of a subscriber)".into(),
-            });
+        let (delivery, subscriber) = match self.signed_target(&read, recipient).await? {
+            Target::One(delivery, subscriber) => (delivery, subscriber),
+            Target::None => {
+                return Ok(Handled::ForAPerson {
+                    why: "it carries no token herald signed for a delivery it made (no VERP address, no List-Unsubscribe link of a subscriber)".into(),
+                });
+            }
+            Target::Disagree => {
+                return Ok(Handled::ForAPerson {
+                    why: "its tokens name different subscribers".into(),
+                });
+            }
         };
         let Some(outcome) = outcome else {
             return Ok(Handled::Applied {
@@ -129,19 +133,34 @@ impl Herald {
             .and_then(|m| m.split_once('@'))
             .and_then(|(ids, _)| ids.split_once('.'))
             .and_then(|(issue, id)| Some((issue.parse::<i64>().ok()?, id.parse::<i64>().ok()?)));
-        let delivery = match ours {
+        let ours = match ours {
             Some((issue, id)) if SubscriberId(id) == subscriber.id => {
-                EventDelivery::Known(DeliveryRef::Issue {
+                let delivery = DeliveryRef::Issue {
                     issue,
                     subscriber: subscriber.id,
-                })
+                };
+                self.store
+                    .delivery_exists(delivery)
+                    .await?
+                    .then_some(delivery)
             }
+            _ => None,
+        };
+        let delivery = match (ours, &event.event_id) {
+            (Some(delivery), _) => EventDelivery::Known(delivery),
             _ if !message_id.is_empty() => EventDelivery::Other(format!(
                 "{}:{}",
                 event.source,
                 crate::domain::shorten(message_id, 200)
             )),
-            _ => EventDelivery::Other(format!("{}:subscriber:{}", event.source, subscriber.id)),
+            (None, Some(id)) => EventDelivery::Other(format!(
+                "{}:event:{}",
+                event.source,
+                crate::domain::shorten(id, 200)
+            )),
+            (None, None) => {
+                return Ok("the event names no message and has no id: nothing to do".into());
+            }
         };
         let mail_event = MailEvent {
             delivery,
@@ -198,37 +217,76 @@ impl Herald {
         })
     }
 
-    /// The delivery and subscriber a report is about, from a token herald signed.
+    /// The delivery and subscriber a report is about, from a token herald signed: the
+    /// envelope recipient the MTA gives first, then the VERP addresses in the headers,
+    /// then the subscriber's List-Unsubscribe token in the returned headers. A token
+    /// must name a delivery herald made (a removed subscriber's id may belong to someone
+    /// new); tokens that name different subscribers leave the report for a person.
     async fn signed_target(
         &self,
         read: &returned::Returned,
-    ) -> Result<Option<(EventDelivery, Subscriber)>, SubscriptionError> {
+        recipient: Option<&str>,
+    ) -> Result<Target, SubscriptionError> {
         let keys = self.signing_keys().await?;
-        if let Some(delivery) = verp::find(&keys, &read.verp_haystack)
-            && let Some(subscriber) = self.store.subscriber(delivery.subscriber()).await?
-        {
-            return Ok(Some((EventDelivery::Known(delivery), subscriber)));
-        }
-        let Some(token) = &read.list_token else {
-            return Ok(None);
-        };
-        let Some(subscriber) = self
-            .token_subscriber(token, TokenPurpose::Unsubscribe)
-            .await?
-        else {
-            return Ok(None);
-        };
-        // The returned Message-ID names the issue when it agrees with the token's
-        // subscriber; else the report is keyed by the subscriber alone.
-        let delivery = match read.returned_delivery {
-            Some((issue, id)) if SubscriberId(id) == subscriber.id => {
-                EventDelivery::Known(DeliveryRef::Issue {
-                    issue,
-                    subscriber: subscriber.id,
-                })
+        let mut named = recipient
+            .map(|r| verp::find_all(&keys, r))
+            .unwrap_or_default();
+        for delivery in verp::find_all(&keys, &read.verp_haystack) {
+            if !named.contains(&delivery) {
+                named.push(delivery);
             }
-            _ => EventDelivery::Other(format!("unsubscribe-token:{}", subscriber.id)),
+        }
+        let mut verp: Vec<DeliveryRef> = Vec::new();
+        for delivery in named {
+            if self.store.delivery_exists(delivery).await? {
+                verp.push(delivery);
+            }
+        }
+        let listed = match &read.list_token {
+            Some(token) => {
+                self.token_subscriber(token, TokenPurpose::Unsubscribe)
+                    .await?
+            }
+            None => None,
         };
-        Ok(Some((delivery, subscriber)))
+        let mut subscribers: Vec<SubscriberId> = verp.iter().map(|d| d.subscriber()).collect();
+        subscribers.extend(listed.as_ref().map(|s| s.id));
+        subscribers.dedup();
+        if subscribers.iter().any(|s| *s != subscribers[0]) {
+            return Ok(Target::Disagree);
+        }
+        if let Some(delivery) = verp.first() {
+            return Ok(match self.store.subscriber(delivery.subscriber()).await? {
+                Some(subscriber) => Target::One(EventDelivery::Known(*delivery), subscriber),
+                None => Target::None,
+            });
+        }
+        let Some(subscriber) = listed else {
+            return Ok(Target::None);
+        };
+        // The returned Message-ID names the issue when it is a delivery to that
+        // subscriber; else the returned message's id, or the report's own, keys it.
+        if let Some((issue, id)) = read.returned_delivery {
+            let delivery = DeliveryRef::Issue {
+                issue,
+                subscriber: subscriber.id,
+            };
+            if SubscriberId(id) == subscriber.id && self.store.delivery_exists(delivery).await? {
+                return Ok(Target::One(EventDelivery::Known(delivery), subscriber));
+            }
+        }
+        let key = match (&read.returned_message_id, &read.report_id) {
+            (Some(id), _) => format!("returned:{id}"),
+            (None, Some(id)) => format!("report:{id}"),
+            (None, None) => return Ok(Target::None),
+        };
+        Ok(Target::One(EventDelivery::Other(key), subscriber))
     }
+}
+
+/// Whom a report is about.
+enum Target {
+    One(EventDelivery, Subscriber),
+    None,
+    Disagree,
 }

@@ -148,6 +148,37 @@ impl Store {
             .collect())
     }
 
+    /// Whether the delivery a token names exists, for the subscriber it names: a token
+    /// for a subscriber since removed (whose id SQLite may give to someone new) names
+    /// nobody.
+    pub async fn delivery_exists(&self, delivery: DeliveryRef) -> Result<bool> {
+        let (sql, a) = match delivery {
+            DeliveryRef::Issue { issue, .. } => (
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE issue_id = ?1 AND subscriber_id = ?2)",
+                issue,
+            ),
+            DeliveryRef::Outbox { outbox, .. } => (
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE id = ?1 AND subscriber_id = ?2)",
+                outbox,
+            ),
+        };
+        sqlx::query_scalar(sql)
+            .bind(a)
+            .bind(delivery.subscriber().0)
+            .fetch_one(&self.pool)
+            .await
+            .doing("look up the delivery a token names")
+    }
+
+    /// Whether a webhook's replay key was accepted before.
+    pub async fn webhook_seen(&self, key: &str) -> Result<bool> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM webhook_seen WHERE key = ?1)")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+            .doing("look up a webhook key")
+    }
+
     /// Records a webhook's replay key; `false` when it was seen before. Keys older than
     /// `forget_before` are dropped (the replay window refuses anything that old).
     pub async fn note_webhook(
@@ -247,7 +278,7 @@ pub(crate) async fn record_in(
             bounce(tx, event.subscriber, &detail, now).await?;
             Ok(EventEffect::Bounced)
         }
-        EventClass::Soft if receiving && last_soft.as_deref() != Some(key.as_str()) => {
+        EventClass::Soft if receiving && !counted_before(tx, &key, event).await? => {
             let in_a_row = match (previous_issue(last_soft.as_deref()), event.delivery.issue()) {
                 (Some(previous), Some(issue)) => {
                     !received_between(tx, event.subscriber, previous, issue).await?
@@ -273,6 +304,25 @@ pub(crate) async fn record_in(
         }
         _ => Ok(EventEffect::Recorded),
     }
+}
+
+/// Whether another outcome of this delivery (its "delayed" before its "failed") already
+/// counted as a soft bounce: a delivery counts once.
+async fn counted_before(
+    tx: &mut sqlx::SqliteConnection,
+    key: &str,
+    event: &MailEvent,
+) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM mail_events
+                        WHERE delivery = ?1 AND subscriber_id = ?2 AND outcome <> ?3 AND class = 'soft')",
+    )
+    .bind(key)
+    .bind(event.subscriber.0)
+    .bind(event.outcome.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .doing("look for an earlier soft bounce of the delivery")
 }
 
 /// The issue of a stored `issue:<id>` delivery key.

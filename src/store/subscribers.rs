@@ -214,8 +214,15 @@ impl Store {
             SubscriberStatus::Complained => "complained_at",
             SubscriberStatus::Pending => "created_at",
         };
+        // Unsubscribing a bounced or complained address leaves it suppressed: `unsubscribed`
+        // is the one status a sign-up may leave again.
+        let keep_suppressed = if status == SubscriberStatus::Unsubscribed {
+            " AND status NOT IN ('bounced', 'complained')"
+        } else {
+            ""
+        };
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE subscribers SET status = ?2, {column} = ?3, hard_failures = 0 WHERE id = ?1 AND status <> ?2"
+            "UPDATE subscribers SET status = ?2, {column} = ?3, hard_failures = 0 WHERE id = ?1 AND status <> ?2{keep_suppressed}"
         )))
         .bind(id.0)
         .bind(status.as_str())

@@ -333,9 +333,25 @@ async fn every_report_shape_ends_in_the_right_state_exactly_once() {
 
 #[tokio::test]
 async fn forged_and_unsigned_reports_change_nothing() {
-    let mut w = World::start(&["reader@example.net"]).await;
+    let mut w = World::start(&["reader@example.net", "other@example.net"]).await;
     let sent = w.send().await;
     let real = &sent["reader@example.net"];
+    // Two good tokens that disagree: the VERP address names one subscriber, the
+    // returned List-Unsubscribe another.
+    let crossed = Sent {
+        verp: real.verp.clone(),
+        headers: sent["other@example.net"].headers.clone(),
+        subject: real.subject.clone(),
+    };
+    let text = w
+        .report("postfix-user-unknown.eml", "reader@example.net", &crossed)
+        .await;
+    let (code, out, _) = w.read_file("crossed.eml", &text).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("left for a person") && out.contains("different subscribers"),
+        "{out}"
+    );
     let token = w.token("reader@example.net").await;
     // Every signed part altered in the middle of its MAC: the VERP token and the
     // List-Unsubscribe token.
@@ -392,6 +408,10 @@ async fn forged_and_unsigned_reports_change_nothing() {
     assert_eq!(w.events("reader@example.net").await, 0);
     assert_eq!(
         w.status("reader@example.net").await,
+        SubscriberStatus::Confirmed
+    );
+    assert_eq!(
+        w.status("other@example.net").await,
         SubscriberStatus::Confirmed
     );
 }
@@ -712,4 +732,129 @@ async fn a_relay_that_defers_everyone_soft_bounces_nobody() {
         }
     }
     assert_eq!(w.events("a@example.net").await, 0);
+}
+
+#[tokio::test]
+async fn a_pipe_without_the_secret_waits_instead_of_filing_everything() {
+    let mut w = World::start(&["gone@example.net"]).await;
+    let sent = w.send().await;
+    let text = w
+        .report(
+            "postfix-user-unknown.eml",
+            "gone@example.net",
+            &sent["gone@example.net"],
+        )
+        .await;
+    let path = w.env.dir.path().join("dsn.eml");
+    std::fs::write(&path, &text).unwrap();
+    // An MTA's pipe has no environment: no HERALD_SECRET, and none generated before.
+    let (code, _, err) = w
+        .env
+        .run(&["bounces", "read", path.to_str().unwrap()])
+        .await;
+    assert_eq!(code, 75, "{err}");
+    assert!(err.contains("--secret-file"), "{err}");
+    assert_eq!(held(&w.env), 0, "nothing filed under a made-up secret");
+    assert_eq!(
+        w.status("gone@example.net").await,
+        SubscriberStatus::Confirmed
+    );
+    let secret = w.env.dir.path().join("herald.secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let (code, out, err) = w
+        .env
+        .run(&[
+            "bounces",
+            "read",
+            "--secret-file",
+            secret.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now bounced"), "{out}");
+    assert_eq!(
+        w.status("gone@example.net").await,
+        SubscriberStatus::Bounced
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_a_removed_subscriber_names_nobody_new() {
+    let mut w = World::start(&["first@example.net", "last@example.net"]).await;
+    let sent = w.send().await;
+    let text = w
+        .report(
+            "postfix-user-unknown.eml",
+            "last@example.net",
+            &sent["last@example.net"],
+        )
+        .await;
+    // The newest subscriber leaves; the next sign-up may get their id.
+    let (code, _, _) = w
+        .env
+        .run_with_env(
+            &["subscribers", "remove", "last@example.net"],
+            &[("HERALD_SECRET", SECRET)],
+        )
+        .await;
+    assert_eq!(code, 0);
+    w.herald
+        .store
+        .add_subscriber(
+            &SubscriberEmail::parse("newcomer@example.net").unwrap(),
+            None,
+            &["weekly".into()],
+            SubscriberStatus::Confirmed,
+            w.clock.now(),
+        )
+        .await
+        .unwrap();
+    let handled = w
+        .herald
+        .handle_returned(text.as_bytes(), None)
+        .await
+        .unwrap();
+    assert!(!handled.processed(), "{handled:?}");
+    assert_eq!(
+        w.status("newcomer@example.net").await,
+        SubscriberStatus::Confirmed
+    );
+}
+
+#[tokio::test]
+async fn unsubscribing_a_complained_address_keeps_it_suppressed() {
+    let mut w = World::start(&["angry@example.net"]).await;
+    let sent = w.send().await;
+    let text = w
+        .report(
+            "arf-abuse.eml",
+            "angry@example.net",
+            &sent["angry@example.net"],
+        )
+        .await;
+    assert!(
+        w.herald
+            .handle_returned(text.as_bytes(), None)
+            .await
+            .unwrap()
+            .processed()
+    );
+    // The provider's one-click unsubscribe follows the complaint.
+    let token = w.token("angry@example.net").await;
+    assert!(w.herald.unsubscribe(&token).await.unwrap().is_some());
+    assert_eq!(
+        w.status("angry@example.net").await,
+        SubscriberStatus::Complained
+    );
+    let outcome = w
+        .herald
+        .sign_up(
+            &SubscriberEmail::parse("angry@example.net").unwrap(),
+            None,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, herald::pipeline::SignUp::Bounced);
 }
