@@ -14,7 +14,7 @@
 //! | `GET /healthz` | liveness (the store answers) |
 //! | `GET /metrics` | Prometheus text: with `HERALD_METRICS_TOKEN` a bearer token, with `http.metrics_listen` only there, else loopback clients only |
 //!
-//! Every route has a body limit (16 KiB, 413 at once when Content-Length says more) and
+//! Every route has a body limit (16 KiB; 1 MiB for the webhook; 413 at once when Content-Length says more) and
 //! a timeout (10 s); connections have header-read and idle timeouts and a cap
 //! ([`server`]). Every answer says `nosniff` and `Referrer-Policy: no-referrer` (links
 //! carry tokens); pages add a CSP that allows no script and no framing. This module never
@@ -48,6 +48,10 @@ use client::RateLimiter;
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 16 * 1024;
+
+/// Largest body `POST /webhooks/events` reads (a provider's event with the bounced
+/// message's headers and content).
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 /// Longest a request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -242,28 +246,38 @@ pub fn router(state: AppState) -> Router {
             get(subscribe::unsubscribe_page).post(subscribe::unsubscribe),
         )
         .route("/archive/{issue}", get(pages::archive))
-        .route("/webhooks/events", post(webhooks::events))
         .route("/healthz", get(pages::healthz));
     if state.config().http.metrics_listen.is_none() {
         router = router.route("/metrics", get(pages::metrics));
     }
-    with_limits(router, state)
+    // A provider's event may carry the bounced message's content: a larger limit, for
+    // this route alone.
+    let webhooks = Router::new().route("/webhooks/events", post(webhooks::events));
+    with_limits(router, state.clone(), BODY_LIMIT).merge(with_limits(
+        webhooks,
+        state,
+        WEBHOOK_BODY_LIMIT,
+    ))
 }
 
 /// Only `/metrics`, for `http.metrics_listen`.
 pub fn metrics_router(state: AppState) -> Router {
-    with_limits(Router::new().route("/metrics", get(pages::metrics)), state)
+    with_limits(
+        Router::new().route("/metrics", get(pages::metrics)),
+        state,
+        BODY_LIMIT,
+    )
 }
 
-fn with_limits(router: Router<AppState>, state: AppState) -> Router {
+fn with_limits(router: Router<AppState>, state: AppState, body_limit: usize) -> Router {
     router
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             security_headers,
         ))
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body_limit))
         // Refuses a declared Content-Length over the limit before reading any of it.
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

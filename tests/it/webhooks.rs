@@ -330,6 +330,23 @@ async fn postmark_events_need_the_basic_auth_and_count_once() {
         status(&site, "pm-spam@example.net").await,
         SubscriberStatus::Complained
     );
+    // A bounce that carries the bounced message (Postmark's "include content"): read;
+    // a body past the webhook's limit: refused before it is read.
+    let content = "Received: from mx.example.net\r\n".repeat(3000);
+    let with_content = json!({"RecordType": "Bounce", "ID": 77, "Type": "SoftBounce", "Email": "soft@example.net",
+        "MessageID": "00000000-0000-0000-0000-000000000077", "Details": "smtp;452 4.2.2 Mailbox full", "Content": content});
+    let (code, body) = post(&site, with_content.to_string(), Some(POSTMARK_AUTH)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("failed soft"), "{body}");
+    let huge = json!({"RecordType": "Bounce", "Type": "HardBounce", "Email": "soft@example.net", "Content": "x".repeat(2 << 20)});
+    assert_eq!(
+        post(&site, huge.to_string(), Some(POSTMARK_AUTH)).await.0,
+        413
+    );
+    assert_eq!(
+        status(&site, "soft@example.net").await,
+        SubscriberStatus::Confirmed
+    );
     // An address that is not a subscriber: acknowledged, nothing created.
     let stranger = json!({"RecordType": "Bounce", "Type": "HardBounce", "Email": "stranger@example.net", "MessageID": "x"});
     let (code, body) = post(&site, stranger.to_string(), Some(POSTMARK_AUTH)).await;
@@ -337,7 +354,7 @@ async fn postmark_events_need_the_basic_auth_and_count_once() {
         (code, body.trim()),
         (200, "not a subscriber: nothing to do")
     );
-    assert_eq!(events(&site).await, 2);
+    assert_eq!(events(&site).await, 3);
 }
 
 #[tokio::test]
