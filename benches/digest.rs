@@ -7,7 +7,9 @@
 //! `smtps://` are measured against a TLS-speaking sink (a test CA through
 //! `smtp.ca_file`), with `HERALD_BENCH_TLS_SUBSCRIBERS` (default 20,000) each, and the
 //! send unsigned, DKIM-signed with Ed25519 and with RSA-2048
-//! (`HERALD_BENCH_DKIM_SUBSCRIBERS`, default 20,000).
+//! (`HERALD_BENCH_DKIM_SUBSCRIBERS`, default 20,000). Every send has a bounce address,
+//! so each message's envelope sender is its signed VERP address, as for an operator
+//! who reads bounces.
 //!
 //! Reports rows/s, seconds and peak RSS (sampled from /proc) for each step.
 //! Targets: import ≥ 100,000 rows/s; list and export streamed (flat RSS); remove under
@@ -197,7 +199,7 @@ impl Bench {
         let config = format!(
             "[site]\ntitle = \"Bench Notes\"\nbase_url = \"https://news.example.org/\"\n\
              [[sources]]\nname = \"bench\"\nurl = \"feed.xml\"\n\
-             [smtp]\nurl = \"{}\"\n{tls}{ca}from = \"Bench Notes <news@example.org>\"\nrate = 100000\nmax_connections = 16\n{dkim}\
+             [smtp]\nurl = \"{}\"\n{tls}{ca}from = \"Bench Notes <news@example.org>\"\nbounce_address = \"bounces@example.org\"\nrate = 100000\nmax_connections = 16\n{dkim}\
              [[digests]]\nname = \"weekly\"\nschedule = \"0 8 * * Mon\"\ntimezone = \"Europe/Berlin\"\nmax_posts = 10\n",
             sink.url()
         );
