@@ -116,7 +116,8 @@ pub enum BouncesCommand {
         #[arg(long, value_name = "ADDR", conflicts_with = "maildir")]
         recipient: Option<String>,
         /// Read the signing secret from this file instead of HERALD_SECRET (an MTA's
-        /// pipe runs herald with an empty environment)
+        /// pipe runs herald with an empty environment); a second line is the previous
+        /// secret, as HERALD_SECRET_PREVIOUS
         #[arg(long, value_name = "FILE")]
         secret_file: Option<PathBuf>,
         /// Maildir where a message that is not for herald is filed for a person

@@ -9,12 +9,16 @@ use herald::app::{self, Outcome};
 use herald::cli::Cli;
 
 fn main() -> ExitCode {
+    // `bounces read` is an MTA's pipe: whatever goes wrong, it answers 75 (try again
+    // later), never a code that makes the MTA bounce the mail back.
+    let piped = std::env::args().skip(1).any(|a| a == "bounces");
+    let failed = if piped { 75 } else { 1 };
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
-                ExitCode::from(1)
+                ExitCode::from(failed)
             } else {
                 ExitCode::SUCCESS
             };
@@ -28,17 +32,23 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("herald: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(failed);
         }
     };
-    match runtime.block_on(app::run(cli)) {
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(app::run(cli))
+    }));
+    let Ok(ran) = ran else {
+        return ExitCode::from(if piped { 75 } else { 101 });
+    };
+    match ran {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Partial) => ExitCode::from(2),
         Ok(Outcome::TempFail) => ExitCode::from(75),
         Err(e) => {
             // The error and its causes on one line (anyhow's alternate form).
             eprintln!("herald: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(failed)
         }
     }
 }

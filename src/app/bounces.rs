@@ -56,19 +56,27 @@ pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
     }
 }
 
-async fn read_inner(config: Config, args: ReadArgs) -> Result<Outcome> {
+async fn read_inner(mut config: Config, args: ReadArgs) -> Result<Outcome> {
     let hold = args.hold.clone().unwrap_or_else(|| default_hold(&config));
+    // Reading bounces sends nothing: no DKIM key is needed (a pipe has no
+    // HERALD_DKIM_KEY), and none is loaded.
+    config.smtp.dkim = None;
     let mut secrets = crate::config::Secrets::from_env();
     if let Some(path) = &args.secret_file {
-        let secret = std::fs::read_to_string(path)
+        // The secret, and optionally the previous one (after a rotation) on a second line.
+        let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the secret file {}", path.display()))?;
-        secrets.signing_secret = Some(secret.trim().to_owned()).filter(|s| !s.is_empty());
+        let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+        secrets.signing_secret = lines.next().map(str::to_owned);
+        if let Some(previous) = lines.next() {
+            secrets.previous_secret = Some(previous.to_owned());
+        }
     }
     let had_secret = secrets.signing_secret.is_some();
     let herald = match Herald::open_with(config, Arc::new(SystemClock), secrets).await {
         Ok(herald) => herald,
         Err(e) => {
-            eprintln!("herald: the store cannot be used now ({e:#}); the MTA should try again");
+            eprintln!("herald: cannot start ({e:#}); the MTA should try again");
             return Ok(Outcome::TempFail);
         }
     };

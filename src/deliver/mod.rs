@@ -190,13 +190,9 @@ impl SendError {
         if code < 500 {
             return Blame::Soft;
         }
-        // Postfix (smtpd_delay_reject) refuses a bad sender at RCPT, with 5.1.0 or 5.7.1:
-        // about us, not the address.
-        let about_sender = {
-            let lower = self.reply.to_ascii_lowercase();
-            lower.contains("sender address") || lower.contains("sender rejected")
-        };
-        if about_sender && self.stage != Stage::Content {
+        // Postfix (smtpd_delay_reject) refuses a bad sender at RCPT, with 5.1.0 or 5.7.1;
+        // a blocklist or a missing PTR record is about our server: never the address.
+        if about_us(&self.reply) && self.stage != Stage::Content {
             return Blame::Relay;
         }
         if let Some(Enhanced(_, subject, detail)) = self.enhanced() {
@@ -262,8 +258,11 @@ impl SendError {
     /// relay's own trouble (4.3.x, 4.4.x, greylisting 4.7.x, a 451 to the data) never
     /// does: a relay that defers everyone must not bounce the list.
     pub fn is_about_mailbox(&self) -> bool {
+        if greylisted(&self.reply) {
+            return false;
+        }
         match self.enhanced() {
-            Some(Enhanced(_, 2, _)) => self.stage != Stage::Mail,
+            Some(Enhanced(_, 2, 1 | 2)) => self.stage != Stage::Mail,
             Some(_) => false,
             None => self.stage == Stage::Rcpt && matches!(self.code, Some(450 | 452)),
         }
@@ -274,6 +273,49 @@ impl SendError {
     pub fn is_relay_refusal(&self) -> bool {
         self.is_permanent() && matches!(self.blame(), Blame::Message | Blame::Policy | Blame::Relay)
     }
+}
+
+/// Whether a refusal is about our sender or our server rather than the address: the
+/// sender refused, a blocklist, a missing PTR record, SPF or DMARC. Addresses and hosts
+/// quoted in `<…>` or `[…]` are left out (`<ops@dmarc.example>` is an address).
+pub fn about_us(reply: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "sender address",
+        "sender rejected",
+        "ptr record",
+        "reverse dns",
+        "your ip",
+        "spf",
+        "dmarc",
+        "blocked",
+        "blacklist",
+        "blocklist",
+        "listed at",
+        "spamhaus",
+    ];
+    let lower = unquoted(reply).to_ascii_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Greylisting: "try again later", whatever code it comes with.
+pub fn greylisted(reply: &str) -> bool {
+    let lower = reply.to_ascii_lowercase();
+    lower.contains("greylist") || lower.contains("graylist")
+}
+
+/// `text` without what is inside `<…>` and `[…]`.
+fn unquoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '<' | '[' => depth += 1,
+            '>' | ']' => depth = depth.saturating_sub(1),
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Whether a reply stored in the ledger ("550 5.1.1 …", "552 Message size …") blamed
@@ -387,6 +429,26 @@ mod tests {
             assert!(!at(Stage::Content, relay).is_about_mailbox(), "{relay}");
         }
         assert!(!at(Stage::Content, "451 Try again").is_about_mailbox());
+        assert!(
+            !at(
+                Stage::Rcpt,
+                "450 4.2.0 <a@b.org>: Recipient address rejected: Greylisted"
+            )
+            .is_about_mailbox()
+        );
+        // A blocklist answer to RCPT is about our server, not the address.
+        assert_eq!(
+            at(Stage::Rcpt, "550 Your IP is listed at spamhaus").blame(),
+            Blame::Relay
+        );
+        assert_eq!(
+            at(
+                Stage::Rcpt,
+                "550 5.1.1 <ops@dmarcian.example>: User unknown"
+            )
+            .blame(),
+            Blame::Recipient
+        );
         assert!(!SendError::connection("timed out").is_about_mailbox());
     }
 

@@ -9,7 +9,7 @@
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use super::{Blame, Enhanced, SendError, Stage};
+use super::{Blame, Enhanced, SendError, Stage, about_us, greylisted};
 
 /// What a message that came back says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,40 +314,37 @@ fn delayed_blame(delayed: bool, blame: Blame) -> Blame {
 /// ([`SendError::is_about_mailbox`]).
 pub fn classify(status: Option<Enhanced>, diagnostic: &str) -> Blame {
     let (code, text) = reply_code(diagnostic);
-    let lower = diagnostic.to_ascii_lowercase();
-    // About our sender or our server, whatever code it came with.
-    const ABOUT_US: &[&str] = &[
-        "sender address",
-        "sender rejected",
-        "ptr record",
-        "reverse dns",
-        "your ip",
-        "spf",
-        "dmarc",
-        "blocked",
-        "blacklist",
-        "blocklist",
-        "listed at",
-        "spamhaus",
-    ];
-    if ABOUT_US.iter().any(|w| lower.contains(w)) {
+    // About our sender or our server, or greylisting, whatever code it came with.
+    if about_us(diagnostic) {
         return match status.or_else(|| find_enhanced(diagnostic)) {
             Some(Enhanced(_, 7, _)) => Blame::Policy,
             _ => Blame::Relay,
         };
     }
+    if greylisted(diagnostic) {
+        return Blame::Policy;
+    }
     let enhanced = status
         .or_else(|| Enhanced::parse(text))
         .or_else(|| find_enhanced(diagnostic));
-    if let Some(Enhanced(4, subject, _)) = enhanced {
-        return match subject {
-            1 | 2 => Blame::Soft,
-            5 | 6 => Blame::Message,
-            7 => Blame::Policy,
+    if let Some(Enhanced(4, subject, detail)) = enhanced {
+        return match (subject, detail) {
+            (1, _) | (2, 1 | 2) => Blame::Soft,
+            (5 | 6, _) => Blame::Message,
+            (7, _) => Blame::Policy,
             _ => Blame::Relay,
         };
     }
     let Some(enhanced) = enhanced else {
+        // A temporary reply without a status: about the mailbox only when it says so
+        // (or is a bare 450/452, as to RCPT); never more than soft.
+        if let Some(code) = code.filter(|c| *c < 500) {
+            return match wording(diagnostic) {
+                Some(_) => Blame::Soft,
+                None if matches!(code, 450 | 452) => Blame::Soft,
+                None => Blame::Relay,
+            };
+        }
         if let Some(blame) = wording(diagnostic) {
             return blame;
         }
@@ -698,6 +695,32 @@ mod tests {
         );
         assert_eq!(classify(e("4.7.1"), "451 4.7.1 Greylisted"), Blame::Policy);
         assert_eq!(classify(e("4.3.0"), "451 4.3.0 Local error"), Blame::Relay);
+        // Greylisting is the receiver's policy, not the mailbox; a 4xx says "later".
+        assert_eq!(
+            classify(
+                e("4.2.0"),
+                "450 4.2.0 <x@y.org>: Recipient address rejected: Greylisted"
+            ),
+            Blame::Policy
+        );
+        assert_eq!(
+            classify(
+                None,
+                "450 <x@y.org>: Recipient address rejected: Greylisted"
+            ),
+            Blame::Policy
+        );
+        assert_eq!(classify(None, "421 Too many connections"), Blame::Relay);
+        assert_eq!(classify(None, "451 Temporary local problem"), Blame::Relay);
+        assert_eq!(classify(None, "450 mailbox unavailable"), Blame::Soft);
+        // An address is not a word: this one bounces.
+        assert_eq!(
+            classify(
+                e("5.1.1"),
+                "550 5.1.1 <ops@dmarcian.example>: Recipient address rejected: User unknown"
+            ),
+            Blame::Recipient
+        );
         // A date is not a status.
         assert_eq!(find_enhanced("away until 5.1.2027"), None);
     }

@@ -273,7 +273,8 @@ fn postmark(json: &Value) -> Result<Option<ProviderEvent>, Refusal> {
             } else {
                 blame
             };
-            (EventOutcome::Failed, blame.event_class())
+            // Postmark goes on trying: a delay, so that the bounce that may follow counts.
+            (EventOutcome::Delayed, blame.event_class())
         }
         (_, "Blocked" | "DMARCPolicy" | "SpamNotification") => {
             (EventOutcome::Failed, EventClass::Policy)

@@ -66,11 +66,9 @@ impl Herald {
                 } else {
                     EventOutcome::Failed
                 }),
-                if *delayed {
-                    EventClass::Soft
-                } else {
-                    blame.event_class()
-                },
+                // A delay's blame is at most soft (see `returned`), and only about the
+                // mailbox: a remote that is down (4.4.x) or greylisting is not.
+                blame.event_class(),
                 detail.clone(),
                 "dsn",
             ),

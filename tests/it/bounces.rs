@@ -422,6 +422,7 @@ async fn soft_bounces_count_once_per_delivery_and_bounce_after_three_in_a_row() 
         "full@example.net",
         "sometimes@example.net",
         "fine@example.net",
+        "down@example.net",
     ])
     .await;
     let read = |w: &World, text: String| {
@@ -466,6 +467,25 @@ async fn soft_bounces_count_once_per_delivery_and_bounce_after_three_in_a_row() 
             expected,
             "round {round}"
         );
+        // A remote that is down delays every issue (4.4.7): the way there, not the
+        // mailbox, so it never counts.
+        let down = w
+            .report(
+                "exim-delayed.eml",
+                "down@example.net",
+                &sent["down@example.net"],
+            )
+            .await
+            .replace("4.2.2", "4.4.7")
+            .replace(
+                "452 4.4.7 The email account that you tried to reach is over quota",
+                "421 4.4.7 Connection timed out",
+            );
+        let handled = read(&w, down).await;
+        assert!(
+            matches!(&handled, Handled::Applied { what } if what.contains("delayed relay")),
+            "{handled:?}"
+        );
         // The other one soft-bounces in rounds 1 and 3 only: round 2 reached them.
         if round != 2 {
             let text = w
@@ -494,6 +514,15 @@ async fn soft_bounces_count_once_per_delivery_and_bounce_after_three_in_a_row() 
     assert_eq!(
         w.status("fine@example.net").await,
         SubscriberStatus::Confirmed
+    );
+    assert_eq!(
+        w.status("down@example.net").await,
+        SubscriberStatus::Confirmed
+    );
+    assert_eq!(
+        w.events("down@example.net").await,
+        3,
+        "recorded, never counted"
     );
     // Bounced: the next issue does not go to them.
     let sent = w.send().await;
