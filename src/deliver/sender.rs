@@ -103,6 +103,9 @@ const REASONS_KEPT: usize = 8;
 /// only fail, and eventually bounce, the whole list.
 const FAILURES_BEFORE_STOPPING: u64 = 20;
 
+/// Refusals, with no message accepted, that make a whole run look like the relay's doing.
+const WHOLE_SHORT_LIST: u64 = 3;
+
 #[derive(Default)]
 struct Tally {
     /// Permanent failures since the last success (see [`Streak`]).
@@ -304,6 +307,30 @@ pub async fn send_issue(
     }
     // Messages already handed to the server finish and are recorded.
     while tasks.join_next().await.is_some() {}
+    // A short list the relay refused whole: every delivery of the run refused for good,
+    // at least WHOLE_SHORT_LIST of them blaming the address, and none accepted is the
+    // relay, not that many addresses gone at once (the streak of
+    // FAILURES_BEFORE_STOPPING needs a list at least that long).
+    // A resumed run whose issue already reached people is not that.
+    let refused_whole = !relay_refusing
+        && !interrupted
+        && shared.tally.successes.load(Ordering::Relaxed) == 0
+        && shared.tally.streak.lock().is_ok_and(|s| {
+            // Refusals that would bounce them (a refusal of the message bounces
+            // nobody, and stays final).
+            s.failures.iter().filter(|(_, blamed, _)| *blamed).count() as u64 >= WHOLE_SHORT_LIST
+        })
+        && store
+            .ledger_counts(issue.id)
+            .await
+            .is_ok_and(|c| c.sent == 0);
+    if refused_whole {
+        tracing::error!(
+            issue = issue.id.0,
+            "the relay refused every message of this issue; nobody is bounced, and the issue is tried again later: check smtp.from, bounce_address and the relay's logs"
+        );
+        relay_refusing = true;
+    }
     if relay_refusing {
         // Refused for a reason that is not theirs: the relay says no to everyone, so
         // even replies that blamed an address are not believed. Their hard failures are

@@ -887,3 +887,34 @@ async fn unsubscribing_a_complained_address_keeps_it_suppressed() {
         .unwrap();
     assert_eq!(outcome, herald::pipeline::SignUp::Bounced);
 }
+
+#[tokio::test]
+async fn a_relay_that_refuses_a_short_list_whole_bounces_nobody() {
+    // Fewer subscribers than the streak that stops a long send: a relay answering
+    // 550 5.1.1 to every one of them is still the relay.
+    let emails = [
+        "a@example.net",
+        "b@example.net",
+        "c@example.net",
+        "d@example.net",
+    ];
+    let mut w = World::start(&emails).await;
+    w.sink
+        .behaviour
+        .lock()
+        .unwrap()
+        .reject_rcpt
+        .extend(emails.iter().map(|e| e.to_string()));
+    let sent = w.send().await;
+    assert!(sent.is_empty());
+    for e in emails {
+        assert_eq!(w.status(e).await, SubscriberStatus::Confirmed, "{e}");
+        assert_eq!(w.events(e).await, 0, "{e}");
+    }
+    // One address of a list that otherwise gets its mail is gone: that one bounces.
+    w.sink.behaviour.lock().unwrap().reject_rcpt = vec!["d@example.net".into()];
+    let sent = w.send().await;
+    assert_eq!(sent.len(), 3);
+    assert_eq!(w.status("d@example.net").await, SubscriberStatus::Bounced);
+    assert_eq!(w.status("a@example.net").await, SubscriberStatus::Confirmed);
+}
