@@ -291,6 +291,8 @@ pub struct DigestConfig {
     pub skip_if_empty: bool,
     /// Template base name: `<template>.html.hbs` and `<template>.txt.hbs`.
     pub template: String,
+    /// Whether a subscriber who confirms a sign-up for it gets a welcome mail.
+    pub welcome: bool,
 }
 
 /// A cron schedule (5 fields, or 6 with seconds first) that has been parsed.

@@ -628,6 +628,7 @@ fn read_digest(
     let wanted = t.strings(p, "sources").unwrap_or_default();
     let max_posts = t.integer(p, "max_posts", 1..=1000).unwrap_or(20) as usize;
     let skip_if_empty = t.bool(p, "skip_if_empty").unwrap_or(true);
+    let welcome = t.bool(p, "welcome").unwrap_or(true);
     let template = t.parsed(p, "template", |s| {
         if !s.is_empty()
             && s.chars()
@@ -651,6 +652,7 @@ fn read_digest(
         max_posts,
         skip_if_empty,
         template,
+        welcome,
     })
 }
 

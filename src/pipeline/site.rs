@@ -75,7 +75,20 @@ impl http::Site for Herald {
     }
 
     fn confirm<'a>(&'a self, token: &'a str) -> Answer<'a, Option<ConfirmOutcome>> {
-        Box::pin(async move { Ok(Herald::confirm(self, token).await?) })
+        Box::pin(async move {
+            let outcome = Herald::confirm(self, token).await?;
+            if outcome == Some(ConfirmOutcome::Confirmed) {
+                // The welcome it queued goes out in the background (or on the daemon's
+                // next round).
+                let herald = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = herald.send_outbox().await {
+                        tracing::warn!(error = %e, "the outbox could not be sent now");
+                    }
+                });
+            }
+            Ok(outcome)
+        })
     }
 
     fn unsubscribe_link_is_valid<'a>(&'a self, token: &'a str) -> Answer<'a, bool> {

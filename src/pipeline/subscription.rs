@@ -246,6 +246,9 @@ impl Herald {
         ctx: &MessageContext,
         now: DateTime<Utc>,
     ) -> Result<String, SendError> {
+        if item.kind == "welcome" {
+            return self.send_welcome(item, keys, ctx, now).await;
+        }
         let (Some(nonce), Some(expires_at)) =
             (&item.confirmation_nonce, item.confirmation_expires_at)
         else {
@@ -299,6 +302,130 @@ impl Herald {
         )
         .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
         let stem = format!("confirm-{}-{}", item.subscriber_id, item.id);
+        self.transport
+            .send(&message.envelope, &message.bytes, &stem)
+            .await
+    }
+
+    /// The welcome mail: the digests just confirmed, when the next of each comes, and the
+    /// latest issue's posts (or the latest posts, before any issue).
+    async fn send_welcome(
+        &self,
+        item: &OutboxItem,
+        keys: &KeyRing,
+        ctx: &MessageContext,
+        now: DateTime<Utc>,
+    ) -> Result<String, SendError> {
+        const POSTS: usize = 5;
+        let store_error =
+            |e: crate::store::Error| SendError::local(format!("cannot read the store: {e}"), true);
+        let subscriber = self
+            .store
+            .subscriber(item.subscriber_id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| SendError::local("not sent: the subscriber is gone", false))?;
+        if subscriber.status != SubscriberStatus::Confirmed {
+            return Err(SendError::local(
+                format!(
+                    "not sent: the subscriber is {} now",
+                    subscriber.status.as_str()
+                ),
+                false,
+            ));
+        }
+        let digests: Vec<&crate::config::DigestConfig> = self
+            .config
+            .digests
+            .iter()
+            .filter(|d| d.welcome && item.requested_digests.contains(&d.name))
+            .collect();
+        let listed = digests
+            .iter()
+            .map(|d| crate::render::WelcomeDigest {
+                name: d.name.clone(),
+                next: crate::schedule::next_after(&d.schedule, d.timezone, now).map(|at| {
+                    at.with_timezone(&d.timezone)
+                        .format("%A %-d %B %Y, %H:%M (%Z)")
+                        .to_string()
+                }),
+            })
+            .collect();
+        let mut from_issue = false;
+        let mut posts = Vec::new();
+        if let Some(digest) = digests.first()
+            && let Some(issue) = self
+                .store
+                .latest_issue(&digest.name)
+                .await
+                .map_err(store_error)?
+                .filter(|i| !i.post_ids.is_empty())
+        {
+            let ids: Vec<_> = issue.post_ids.iter().take(POSTS).copied().collect();
+            posts = self.store.posts_by_ids(&ids).await.map_err(store_error)?;
+            from_issue = !posts.is_empty();
+        }
+        if posts.is_empty() {
+            posts = self
+                .store
+                .list_posts(&crate::store::PostFilter {
+                    source: None,
+                    limit: Some(POSTS),
+                })
+                .await
+                .map_err(store_error)?;
+        }
+        let token = match &subscriber.token_nonce {
+            Some(nonce) => keys.current().sign(
+                TokenPurpose::Unsubscribe,
+                subscriber.id,
+                nonce,
+                subscriber.email.as_str(),
+            ),
+            None => keys.current().sign_v1(
+                TokenPurpose::Unsubscribe,
+                subscriber.id,
+                subscriber.email.as_str(),
+            ),
+        };
+        let welcome = crate::render::Welcome {
+            name: subscriber.name.clone(),
+            digests: listed,
+            posts: posts
+                .iter()
+                .map(|p| crate::render::WelcomePost {
+                    title: crate::domain::shorten(&p.title, 200),
+                    url: p.url.clone(),
+                    summary: p.summary.as_deref().map(|s| crate::domain::shorten(s, 400)),
+                })
+                .collect(),
+            from_issue,
+            unsubscribe_url: crate::deliver::sender::unsubscribe_url(
+                &self.config.site.base_url,
+                &token,
+            ),
+        };
+        let mail =
+            crate::render::welcome_mail(&self.templates().base(), &self.config.site, &welcome)
+                .map_err(|e| SendError::local(format!("cannot render the message: {e}"), false))?;
+        let message = build_transactional(
+            ctx,
+            Transactional {
+                to: &item.email,
+                name: item.name.as_deref(),
+                subject: &mail.subject,
+                text: mail.text,
+                html: mail.html,
+                message_id: &item.message_id,
+                date: now,
+                delivery: Some(DeliveryRef::Outbox {
+                    outbox: item.id,
+                    subscriber: item.subscriber_id,
+                }),
+            },
+        )
+        .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
+        let stem = format!("welcome-{}-{}", item.subscriber_id, item.id);
         self.transport
             .send(&message.envelope, &message.bytes, &stem)
             .await
@@ -362,8 +489,21 @@ impl Herald {
             Some(ConfirmTarget::Request(_, request)) => {
                 let configured: Vec<String> =
                     self.config.digests.iter().map(|d| d.name.clone()).collect();
+                let welcome: Vec<String> = self
+                    .config
+                    .digests
+                    .iter()
+                    .filter(|d| d.welcome)
+                    .map(|d| d.name.clone())
+                    .collect();
                 self.store
-                    .apply_confirmation(request.id, &configured, now)
+                    .apply_confirmation(
+                        request.id,
+                        &configured,
+                        &welcome,
+                        &self.message_domain(),
+                        now,
+                    )
                     .await?
             }
             Some(ConfirmTarget::Legacy(subscriber)) => {

@@ -72,6 +72,16 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         include_str!("../../templates/confirm.html.hbs"),
     ),
     (
+        "welcome.txt",
+        "welcome.txt.hbs",
+        include_str!("../../templates/welcome.txt.hbs"),
+    ),
+    (
+        "welcome.html",
+        "welcome.html.hbs",
+        include_str!("../../templates/welcome.html.hbs"),
+    ),
+    (
         "page_index",
         "pages/index.html.hbs",
         include_str!("../../templates/pages/index.html.hbs"),
@@ -232,6 +242,53 @@ pub fn confirmation_mail(
         subject: format!("Confirm your subscription to {}", site.title),
         text: templates.render_text("confirm.txt", &data)?,
         html: templates.render_html("confirm.html", &data)?,
+    })
+}
+
+/// What a welcome mail says: the digests the subscriber gets and when the next of each
+/// comes, and some posts to start with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Welcome {
+    pub name: Option<String>,
+    /// (digest name, the next issue's date as the reader's digest zone shows it).
+    pub digests: Vec<WelcomeDigest>,
+    pub posts: Vec<WelcomePost>,
+    /// Whether the posts are the latest issue's (else the latest stored).
+    pub from_issue: bool,
+    pub unsubscribe_url: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WelcomeDigest {
+    pub name: String,
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WelcomePost {
+    pub title: String,
+    pub url: Option<String>,
+    pub summary: Option<String>,
+}
+
+/// The welcome mail, sent once after a confirmed sign-up.
+pub fn welcome_mail(
+    templates: &Templates,
+    site: &crate::config::SiteConfig,
+    welcome: &Welcome,
+) -> Result<ConfirmationMail, Error> {
+    let data = serde_json::json!({
+        "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
+        "name": welcome.name,
+        "digests": welcome.digests,
+        "posts": welcome.posts,
+        "from_issue": welcome.from_issue,
+        "unsubscribe_url": welcome.unsubscribe_url,
+    });
+    Ok(ConfirmationMail {
+        subject: format!("Welcome to {}", site.title),
+        text: templates.render_text("welcome.txt", &data)?,
+        html: templates.render_html("welcome.html", &data)?,
     })
 }
 

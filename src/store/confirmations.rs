@@ -204,10 +204,16 @@ impl Store {
     /// pending, confirmed or unsubscribed, never from bounced), takes the name it asked
     /// for and gains the digests it named. `only_digests` limits the digests to those still
     /// configured.
+    ///
+    /// A subscriber who becomes confirmed here for a digest in `welcome` also gets a
+    /// welcome mail, queued in the outbox in the same transaction (sent once, like the
+    /// confirmation), with a Message-ID on `message_domain`.
     pub async fn apply_confirmation(
         &self,
         confirmation: i64,
         only_digests: &[String],
+        welcome: &[String],
+        message_domain: &str,
         now: DateTime<Utc>,
     ) -> Result<ConfirmOutcome> {
         let mut tx = self.begin_write("begin confirming").await?;
@@ -244,7 +250,8 @@ impl Store {
             .await
             .doing("use confirmation request")?;
         let mut changed = false;
-        if status != SubscriberStatus::Confirmed.as_str() {
+        let newly_confirmed = status != SubscriberStatus::Confirmed.as_str();
+        if newly_confirmed {
             sqlx::query(
                 "UPDATE subscribers SET status = 'confirmed', confirmed_at = ?2, hard_failures = 0 WHERE id = ?1",
             )
@@ -276,6 +283,23 @@ impl Store {
             .await
             .doing("subscribe to digest")?;
             changed |= added.rows_affected() > 0;
+        }
+        if newly_confirmed
+            && digests
+                .iter()
+                .any(|d| welcome.contains(d) && only_digests.contains(d))
+        {
+            sqlx::query(
+                "INSERT INTO outbox (kind, subscriber_id, confirmation_id, status, message_id, created_at, updated_at)
+                 VALUES ('welcome', ?1, ?2, 'queued', ?3, ?4, ?4)",
+            )
+            .bind(subscriber)
+            .bind(confirmation)
+            .bind(format!("<herald.welcome.{confirmation}@{message_domain}>"))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await
+            .doing("queue the welcome mail")?;
         }
         tx.commit().await.doing("commit confirmation")?;
         Ok(if changed {

@@ -18,6 +18,7 @@ mod server;
 mod spam;
 mod support;
 mod webhooks;
+mod welcome;
 mod world;
 
 #[path = "../../benches/support/smtp_sink.rs"]

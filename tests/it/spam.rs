@@ -1,5 +1,5 @@
 //! The messages herald sends score nothing on SpamAssassin's local rules: the digest as
-//! the relay received it (hidden preheader included) and the confirmation mail.
+//! the relay received it (hidden preheader included), the confirmation and the welcome.
 //! `.ci/run` installs SpamAssassin from the distribution.
 
 use herald::clock::Clock;
@@ -9,11 +9,22 @@ use herald::pipeline::{DigestWhen, EnrichScope};
 use crate::smtp_sink::SmtpSink;
 use crate::support::{FeedServer, TestEnv, clock, fixture, source};
 
-/// SpamAssassin's score for `message` with local rules only (`-L`: no network tests).
+/// SpamAssassin's score for `message` with local rules only (`-L`: no network tests),
+/// and no state of its own (no Bayes database or address history in a home folder that
+/// earlier runs taught): the same message always scores the same.
 fn score(message: &[u8]) -> (f64, String) {
     use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new("spamassassin")
-        .args(["-L", "-t"])
+        .args([
+            "-L",
+            "-t",
+            "-p",
+            "/dev/null",
+            "--cf=use_bayes 0",
+            "--cf=bayes_auto_learn 0",
+        ])
+        .env("HOME", home.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -38,7 +49,7 @@ fn score(message: &[u8]) -> (f64, String) {
 }
 
 #[tokio::test]
-async fn the_digest_and_the_confirmation_score_nothing_on_local_rules() {
+async fn the_digest_the_confirmation_and_the_welcome_score_nothing_on_local_rules() {
     let feed = FeedServer::start(fixture("rss20-media.xml")).await;
     let sink = SmtpSink::start().await;
     let env = TestEnv::new(&format!(
@@ -79,12 +90,23 @@ async fn the_digest_and_the_confirmation_score_nothing_on_local_rules() {
         )
         .await
         .unwrap();
+    // Confirmed: the welcome follows.
+    let confirmation = String::from_utf8_lossy(&sink.received()[1].data).replace("=\r\n", "");
+    let at = confirmation.find("/confirm/").unwrap() + "/confirm/".len();
+    let token: String = confirmation[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    assert!(herald.confirm(&token).await.unwrap().is_some());
+    herald.send_outbox().await.unwrap();
     let received = sink.received();
-    assert_eq!(received.len(), 2, "a digest and a confirmation");
+    assert_eq!(received.len(), 3, "a digest, a confirmation and a welcome");
     for m in &received {
         let text = String::from_utf8_lossy(&m.data);
         let what = if text.contains("List-Unsubscribe") {
             "digest"
+        } else if text.contains("Subject: Welcome") {
+            "welcome"
         } else {
             "confirmation"
         };
