@@ -277,6 +277,8 @@ async fn per_request_and_per_subscriber_queries_use_an_index() {
         "feed.json",
         "metrics",
         "healthz",
+        "archive",
+        "archive.xml",
         &format!("archive/{}", run.issue.id),
     ] {
         let r = app.get(format!("{}{path}", app.base)).await;
@@ -319,6 +321,7 @@ async fn per_request_and_per_subscriber_queries_use_an_index() {
         "WHERE d.subscriber_id = ?1 AND d.issue_id > ?2",
         "DELETE FROM webhook_seen",
         "FROM event_tallies",
+        "json_array_length(post_ids) FROM issues",
     ] {
         assert!(
             planned.iter().any(|s| s.contains(expected)),

@@ -9,6 +9,7 @@
 //! | `POST /subscribe` | form or JSON; same answer whether or not the address is known; rate-limited per client (429 with Retry-After) |
 //! | `GET`/`POST /confirm/{token}` | a page with a button / applies the sign-up it confirms, once, before it expires |
 //! | `GET`/`POST /unsubscribe/{token}` | a page with a button / the one-click unsubscribe itself (RFC 8058 body required) |
+//! | `GET /archive` | every issue that went out, newest first, 20 a page (`?page=N`); `GET /archive.xml` the same as Atom |
 //! | `GET /archive/{issue}` | an issue as sent, without anyone's personal data; rendered once, ETag |
 //! | `POST /webhooks/events` | bounces and complaints from Mailgun (HMAC signature, replay window) or Postmark (basic auth); refused unless its secret is set |
 //! | `GET /healthz` | liveness (the store answers) |
@@ -245,6 +246,8 @@ pub fn router(state: AppState) -> Router {
             "/unsubscribe/{token}",
             get(subscribe::unsubscribe_page).post(subscribe::unsubscribe),
         )
+        .route("/archive", get(pages::archive_list))
+        .route("/archive.xml", get(pages::archive_feed))
         .route("/archive/{issue}", get(pages::archive))
         .route("/healthz", get(pages::healthz));
     if state.config().http.metrics_listen.is_none() {

@@ -15,6 +15,147 @@ use crate::domain::IssueId;
 use crate::render::PersonalFields;
 use crate::store::PostFilter;
 
+/// Issues per archive page, and in the archive's feed.
+const ARCHIVE_PAGE: u64 = 20;
+/// The last archive page anyone can ask for (a larger number is the last one's, empty).
+const ARCHIVE_PAGES_MAX: u64 = 10_000;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ArchiveQuery {
+    page: Option<String>,
+}
+
+/// `GET /archive`: every issue that went out, newest first, a page at a time. Nothing
+/// personal: subject, date, digest, post count.
+pub async fn archive_list(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ArchiveQuery>,
+) -> Response {
+    let config = state.config();
+    // A page number from the address bar: anything odd is the first page.
+    let page = query
+        .page
+        .as_deref()
+        .and_then(|p| p.trim().parse::<u64>().ok())
+        .filter(|p| (1..=ARCHIVE_PAGES_MAX).contains(p))
+        .unwrap_or(1);
+    let entries = match state
+        .site()
+        .store()
+        .archive_entries((page - 1) * ARCHIVE_PAGE, ARCHIVE_PAGE + 1)
+        .await
+    {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::error!(error = %e, "archive: cannot read issues");
+            return message_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "Please try again in a minute.",
+            );
+        }
+    };
+    let more = entries.len() as u64 > ARCHIVE_PAGE;
+    let base = config.site.base_url.as_str();
+    let issues: Vec<_> = entries
+        .iter()
+        .take(ARCHIVE_PAGE as usize)
+        .map(|e| {
+            json!({
+                "url": format!("{base}archive/{}", e.id.0),
+                "subject": e.subject,
+                "digest": e.digest,
+                "date": e.due_at.format("%-d %B %Y").to_string(),
+                "posts": e.posts,
+                "one_post": e.posts == 1,
+            })
+        })
+        .collect();
+    let data = json!({
+        "site": { "title": config.site.title, "url": base, "language": config.site.language },
+        "issues": issues,
+        "feed_url": format!("{base}archive.xml"),
+        "newer_url": (page > 1).then(|| if page == 2 { format!("{base}archive") } else { format!("{base}archive?page={}", page - 1) }),
+        "older_url": more.then(|| format!("{base}archive?page={}", page + 1)),
+    });
+    match state
+        .site()
+        .page_templates()
+        .render_page("page_archive", &data)
+    {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "archive page template");
+            message_page(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Unavailable",
+                "The archive could not be shown.",
+            )
+        }
+    }
+}
+
+/// `GET /archive.xml`: the latest issues as an Atom feed, each entry linking to its web
+/// page, for people who read the newsletter in a feed reader.
+pub async fn archive_feed(State(state): State<AppState>) -> Response {
+    use atom_syndication::{Entry, Feed, Link, Text};
+    let config = state.config();
+    let entries = match state.site().store().archive_entries(0, ARCHIVE_PAGE).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::error!(error = %e, "archive feed: cannot read issues");
+            return (StatusCode::SERVICE_UNAVAILABLE, "try again later\n").into_response();
+        }
+    };
+    let base = config.site.base_url.as_str();
+    let link = |href: String, rel: &str| Link {
+        href,
+        rel: rel.to_owned(),
+        ..Link::default()
+    };
+    let updated = entries
+        .first()
+        .map_or_else(|| chrono::DateTime::UNIX_EPOCH, |e| e.due_at)
+        .fixed_offset();
+    let feed = Feed {
+        id: format!("{base}archive"),
+        title: Text::plain(format!("{}: every issue", config.site.title)),
+        updated,
+        links: vec![
+            link(format!("{base}archive.xml"), "self"),
+            link(format!("{base}archive"), "alternate"),
+        ],
+        entries: entries
+            .iter()
+            .map(|e| {
+                let url = format!("{base}archive/{}", e.id.0);
+                Entry {
+                    id: url.clone(),
+                    title: Text::plain(e.subject.clone()),
+                    updated: e.due_at.fixed_offset(),
+                    published: Some(e.due_at.fixed_offset()),
+                    links: vec![link(url, "alternate")],
+                    summary: Some(Text::plain(format!(
+                        "{}: {} {}",
+                        e.digest,
+                        e.posts,
+                        if e.posts == 1 { "post" } else { "posts" }
+                    ))),
+                    ..Entry::default()
+                }
+            })
+            .collect(),
+        ..Feed::default()
+    };
+    (
+        [(header::CONTENT_TYPE, "application/atom+xml; charset=utf-8")],
+        feed.to_string(),
+    )
+        .into_response()
+}
+
 /// The landing page: title, latest posts, subscribe form, feed links.
 pub async fn index(State(state): State<AppState>) -> Response {
     let config = state.config();

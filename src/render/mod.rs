@@ -14,7 +14,7 @@
 //! | `<name>.txt` | `<name>.txt.hbs` | none (plain text, wrapped at 78 columns) |
 //! | partials `post_html`, `post_txt`, `footer_html`, `footer_txt` | `partials/<name>.<ext>.hbs` | as above |
 //! | `confirm.txt`, `confirm.html` (the confirmation mail) | `confirm.<ext>.hbs` | as above |
-//! | pages `page_index`, `page_message`, `page_confirm`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
+//! | pages `page_index`, `page_archive`, `page_message`, `page_confirm`, `page_unsubscribe` | `pages/<name>.html.hbs` | HTML |
 
 pub mod email;
 pub mod feed;
@@ -85,6 +85,11 @@ const BUILT_IN: &[(&str, &str, &str)] = &[
         "page_index",
         "pages/index.html.hbs",
         include_str!("../../templates/pages/index.html.hbs"),
+    ),
+    (
+        "page_archive",
+        "pages/archive.html.hbs",
+        include_str!("../../templates/pages/archive.html.hbs"),
     ),
     (
         "page_message",

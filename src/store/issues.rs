@@ -88,6 +88,16 @@ pub struct PendingDelivery {
     pub message_id: String,
 }
 
+/// One issue as the public archive lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    pub id: IssueId,
+    pub digest: String,
+    pub subject: String,
+    pub due_at: DateTime<Utc>,
+    pub posts: u64,
+}
+
 /// What a permanent failure did to the subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureEffect {
@@ -206,6 +216,32 @@ impl Store {
         .await
         .doing("read the period's issue")?;
         row.as_ref().map(issue_from_row).transpose()
+    }
+
+    /// Issues that went out (sending or sent, never empty ones), newest first: `limit`
+    /// of them after skipping `offset`. For the public archive: subject, period, post
+    /// count, nothing about anyone.
+    pub async fn archive_entries(&self, offset: u64, limit: u64) -> Result<Vec<ArchiveEntry>> {
+        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, digest, subject, due_at, json_array_length(post_ids) FROM issues
+             WHERE status <> 'empty' ORDER BY due_at DESC, id DESC LIMIT ?1 OFFSET ?2",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .doing("list the archive")?;
+        rows.into_iter()
+            .map(|(id, digest, subject, due_at, posts)| {
+                Ok(ArchiveEntry {
+                    id: IssueId(id),
+                    digest,
+                    subject,
+                    due_at: parse_ts("issues.due_at", &due_at)?,
+                    posts: u64::try_from(posts).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// The digest's most recent issue (by period).

@@ -29,7 +29,9 @@ pub use confirmations::{
     SignUpRequest,
 };
 pub use events::{EventClass, EventDelivery, EventEffect, EventOutcome, MailEvent};
-pub use issues::{Counted, FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery};
+pub use issues::{
+    ArchiveEntry, Counted, FailureEffect, IssueCreated, LedgerCounts, NewIssue, PendingDelivery,
+};
 pub use posts::{PollWriter, PostFilter, UpsertOutcome};
 pub use sources::{PollRecord, SourceRow};
 pub use subscribers::{AddOutcome, ImportRow, SubscriberFilter};
