@@ -340,7 +340,7 @@ async fn render_archive(
         email: String::new(),
         unsubscribe_url: state.config().site.base_url.to_string(),
     };
-    let html = rendered.html_for(&nobody);
+    let html = with_archive_nav(&rendered.html_for(&nobody), state);
     let etag = format!(
         "\"a{}\"",
         crate::domain::hex(&Sha256::digest(html.as_bytes())[..12])
@@ -349,6 +349,28 @@ async fn render_archive(
         html: html.into(),
         etag,
     })))
+}
+
+/// The issue's web page: the email as sent, with a line above it back to the list of
+/// issues and to the sign-up form.
+fn with_archive_nav(html: &str, state: &AppState) -> String {
+    let site = &state.config().site;
+    let mut base = String::new();
+    crate::markup::escape_into(&mut base, site.base_url.as_str());
+    let mut title = String::new();
+    crate::markup::escape_into(&mut title, &site.title);
+    let nav = format!(
+        "<nav aria-label=\"Archive\" style=\"max-width: 600px; margin: 0 auto; padding: 12px 16px; font-family: Helvetica, Arial, sans-serif; font-size: 14px;\"><a href=\"{base}archive\">All issues</a> &middot; <a href=\"{base}\">Subscribe to {title}</a></nav>"
+    );
+    // After the opening <body …> tag; a template without one gets it first.
+    let lower = html.to_ascii_lowercase();
+    match lower
+        .find("<body")
+        .and_then(|at| lower[at..].find('>').map(|end| at + end + 1))
+    {
+        Some(at) => format!("{}{nav}{}", &html[..at], &html[at..]),
+        None => format!("{nav}{html}"),
+    }
 }
 
 /// Liveness: the store answers.

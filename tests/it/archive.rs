@@ -129,6 +129,18 @@ async fn the_archive_lists_every_issue_newest_first_and_as_a_feed() {
     assert_eq!(titles[0], "Harbour notes, week 25");
     let link = &parsed.entries[0].links[0].href;
     assert!(link.starts_with("http://localhost:8080/archive/"), "{link}");
-    let page = site.get(site.local(link)).await;
-    assert_eq!(page.status(), 200);
+    let page = site.get_text(site.local(link)).await;
+    // The issue's page leads back to the list and to the sign-up form.
+    assert!(
+        page.contains("<a href=\"http://localhost:8080/archive\">All issues</a>"),
+        "{page}"
+    );
+    assert!(page.contains("Subscribe to Test Site</a>"));
+    assert!(page.contains("Harbour notes, week 25") || page.contains("<html"));
+    // The landing page links to the archive.
+    let landing = site.get_text(&site.base).await;
+    assert!(
+        landing.contains("http://localhost:8080/archive\">Past issues</a>"),
+        "{landing}"
+    );
 }
