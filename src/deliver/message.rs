@@ -216,6 +216,9 @@ pub struct Transactional<'a> {
     pub date: chrono::DateTime<chrono::Utc>,
     /// The outbox row, named in the VERP envelope sender.
     pub delivery: Option<DeliveryRef>,
+    /// For mail that belongs to the subscription (the welcome): its unsubscribe URL, as
+    /// List-Unsubscribe with RFC 8058 one-click.
+    pub list_unsubscribe: Option<&'a str>,
 }
 
 /// Builds a transactional message from the operator's sender to one address.
@@ -243,6 +246,17 @@ pub fn build_transactional(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-generated".to_owned(),
             ));
+        if let Some(url) = m.list_unsubscribe {
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
         if let Some(reply_to) = &ctx.reply_to {
             builder = builder.reply_to(reply_to.clone());
         }

@@ -17,8 +17,9 @@ use crate::store::PostFilter;
 
 /// Issues per archive page, and in the archive's feed.
 const ARCHIVE_PAGE: u64 = 20;
-/// The last archive page anyone can ask for (a larger number is the last one's, empty).
-const ARCHIVE_PAGES_MAX: u64 = 10_000;
+/// The highest archive page number read (a larger one shows the first page): 20,000
+/// issues, decades of weekly digests.
+const ARCHIVE_PAGES_MAX: u64 = 1_000;
 
 #[derive(Debug, serde::Deserialize)]
 pub struct ArchiveQuery {
@@ -39,10 +40,11 @@ pub async fn archive_list(
         .and_then(|p| p.trim().parse::<u64>().ok())
         .filter(|p| (1..=ARCHIVE_PAGES_MAX).contains(p))
         .unwrap_or(1);
+    let digests: Vec<String> = config.digests.iter().map(|d| d.name.clone()).collect();
     let entries = match state
         .site()
         .store()
-        .archive_entries((page - 1) * ARCHIVE_PAGE, ARCHIVE_PAGE + 1)
+        .archive_entries(&digests, (page - 1) * ARCHIVE_PAGE, ARCHIVE_PAGE + 1)
         .await
     {
         Ok(entries) => entries,
@@ -75,6 +77,7 @@ pub async fn archive_list(
     let data = json!({
         "site": { "title": config.site.title, "url": base, "language": config.site.language },
         "issues": issues,
+        "first_page": page == 1,
         "feed_url": format!("{base}archive.xml"),
         "newer_url": (page > 1).then(|| if page == 2 { format!("{base}archive") } else { format!("{base}archive?page={}", page - 1) }),
         "older_url": more.then(|| format!("{base}archive?page={}", page + 1)),
@@ -102,7 +105,13 @@ pub async fn archive_list(
 pub async fn archive_feed(State(state): State<AppState>) -> Response {
     use atom_syndication::{Entry, Feed, Link, Text};
     let config = state.config();
-    let entries = match state.site().store().archive_entries(0, ARCHIVE_PAGE).await {
+    let digests: Vec<String> = config.digests.iter().map(|d| d.name.clone()).collect();
+    let entries = match state
+        .site()
+        .store()
+        .archive_entries(&digests, 0, ARCHIVE_PAGE)
+        .await
+    {
         Ok(entries) => entries,
         Err(e) => {
             tracing::error!(error = %e, "archive feed: cannot read issues");
@@ -122,6 +131,12 @@ pub async fn archive_feed(State(state): State<AppState>) -> Response {
     let feed = Feed {
         id: format!("{base}archive"),
         title: Text::plain(format!("{}: every issue", config.site.title)),
+        // RFC 4287 wants an author: the site, for every entry.
+        authors: vec![atom_syndication::Person {
+            name: config.site.title.clone(),
+            uri: Some(base.to_owned()),
+            ..atom_syndication::Person::default()
+        }],
         updated,
         links: vec![
             link(format!("{base}archive.xml"), "self"),
@@ -364,10 +379,13 @@ fn with_archive_nav(html: &str, state: &AppState) -> String {
     );
     // After the opening <body …> tag; a template without one gets it first.
     let lower = html.to_ascii_lowercase();
-    match lower
-        .find("<body")
-        .and_then(|at| lower[at..].find('>').map(|end| at + end + 1))
-    {
+    let body = lower.match_indices("<body").map(|(at, _)| at).find(|at| {
+        matches!(
+            lower.as_bytes().get(at + 5),
+            Some(b'>' | b' ' | b'\t' | b'\n' | b'\r')
+        )
+    });
+    match body.and_then(|at| lower[at..].find('>').map(|end| at + end + 1)) {
         Some(at) => format!("{}{nav}{}", &html[..at], &html[at..]),
         None => format!("{nav}{html}"),
     }

@@ -246,8 +246,15 @@ impl Herald {
         ctx: &MessageContext,
         now: DateTime<Utc>,
     ) -> Result<String, SendError> {
-        if item.kind == "welcome" {
-            return self.send_welcome(item, keys, ctx, now).await;
+        match item.kind.as_str() {
+            "welcome" => return self.send_welcome(item, keys, ctx, now).await,
+            "confirm" => {}
+            other => {
+                return Err(SendError::local(
+                    format!("unknown outbox item kind \"{other}\""),
+                    false,
+                ));
+            }
         }
         let (Some(nonce), Some(expires_at)) =
             (&item.confirmation_nonce, item.confirmation_expires_at)
@@ -294,6 +301,7 @@ impl Herald {
                 html: mail.html,
                 message_id: &item.message_id,
                 date: now,
+                list_unsubscribe: None,
                 delivery: Some(DeliveryRef::Outbox {
                     outbox: item.id,
                     subscriber: item.subscriber_id,
@@ -340,6 +348,12 @@ impl Herald {
             .iter()
             .filter(|d| d.welcome && item.requested_digests.contains(&d.name))
             .collect();
+        if digests.is_empty() {
+            return Err(SendError::local(
+                "not sent: none of the digests it was for sends a welcome now",
+                false,
+            ));
+        }
         let listed = digests
             .iter()
             .map(|d| crate::render::WelcomeDigest {
@@ -353,25 +367,23 @@ impl Herald {
             .collect();
         let mut from_issue = false;
         let mut posts = Vec::new();
-        if let Some(digest) = digests.first()
-            && let Some(issue) = self
-                .store
-                .latest_issue(&digest.name)
-                .await
-                .map_err(store_error)?
-                .filter(|i| !i.post_ids.is_empty())
+        let first = digests[0];
+        if let Some(issue) = self
+            .store
+            .latest_sent_issue(&first.name)
+            .await
+            .map_err(store_error)?
+            .filter(|i| !i.post_ids.is_empty())
         {
             let ids: Vec<_> = issue.post_ids.iter().take(POSTS).copied().collect();
             posts = self.store.posts_by_ids(&ids).await.map_err(store_error)?;
             from_issue = !posts.is_empty();
         }
         if posts.is_empty() {
+            // The latest posts the digest carries (its sources; none named: all).
             posts = self
                 .store
-                .list_posts(&crate::store::PostFilter {
-                    source: None,
-                    limit: Some(POSTS),
-                })
+                .posts_in_window(&first.sources, None, now, POSTS)
                 .await
                 .map_err(store_error)?;
         }
@@ -388,6 +400,8 @@ impl Herald {
                 subscriber.email.as_str(),
             ),
         };
+        let unsubscribe_url =
+            crate::deliver::sender::unsubscribe_url(&self.config.site.base_url, &token);
         let welcome = crate::render::Welcome {
             name: subscriber.name.clone(),
             digests: listed,
@@ -400,10 +414,7 @@ impl Herald {
                 })
                 .collect(),
             from_issue,
-            unsubscribe_url: crate::deliver::sender::unsubscribe_url(
-                &self.config.site.base_url,
-                &token,
-            ),
+            unsubscribe_url: unsubscribe_url.clone(),
         };
         let mail =
             crate::render::welcome_mail(&self.templates().base(), &self.config.site, &welcome)
@@ -418,6 +429,7 @@ impl Herald {
                 html: mail.html,
                 message_id: &item.message_id,
                 date: now,
+                list_unsubscribe: Some(unsubscribe_url.as_str()),
                 delivery: Some(DeliveryRef::Outbox {
                     outbox: item.id,
                     subscriber: item.subscriber_id,

@@ -284,6 +284,8 @@ impl Store {
             .doing("subscribe to digest")?;
             changed |= added.rows_affected() > 0;
         }
+        // Once per subscriber: a second sign-up later (after an unsubscribe) is welcomed
+        // back by the digests themselves.
         if newly_confirmed
             && digests
                 .iter()
@@ -291,7 +293,8 @@ impl Store {
         {
             sqlx::query(
                 "INSERT INTO outbox (kind, subscriber_id, confirmation_id, status, message_id, created_at, updated_at)
-                 VALUES ('welcome', ?1, ?2, 'queued', ?3, ?4, ?4)",
+                 SELECT 'welcome', ?1, ?2, 'queued', ?3, ?4, ?4
+                 WHERE NOT EXISTS (SELECT 1 FROM outbox WHERE subscriber_id = ?1 AND kind = 'welcome')",
             )
             .bind(subscriber)
             .bind(confirmation)

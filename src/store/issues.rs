@@ -218,19 +218,37 @@ impl Store {
         row.as_ref().map(issue_from_row).transpose()
     }
 
-    /// Issues that went out (sending or sent, never empty ones), newest first: `limit`
-    /// of them after skipping `offset`. For the public archive: subject, period, post
-    /// count, nothing about anyone.
-    pub async fn archive_entries(&self, offset: u64, limit: u64) -> Result<Vec<ArchiveEntry>> {
-        let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+    /// Issues of `digests` that went out (sending or sent, never empty ones), newest
+    /// first: `limit` of them after skipping `offset`. For the public archive: subject,
+    /// period, post count, nothing about anyone. Each digest's issues are read through
+    /// the (digest, due_at) key; there is one per period, so a few thousand at most.
+    pub async fn archive_entries(
+        &self,
+        digests: &[String],
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<ArchiveEntry>> {
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "SELECT id, digest, subject, due_at, json_array_length(post_ids) FROM issues
-             WHERE status <> 'empty' ORDER BY due_at DESC, id DESC LIMIT ?1 OFFSET ?2",
-        )
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .doing("list the archive")?;
+             WHERE status <> 'empty' AND digest IN (",
+        );
+        let mut list = query.separated(", ");
+        for digest in digests {
+            list.push_bind(digest.as_str());
+        }
+        query
+            .push(") ORDER BY due_at DESC, id DESC LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .push(" OFFSET ")
+            .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, String, String, String, i64)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .doing("list the archive")?;
         rows.into_iter()
             .map(|(id, digest, subject, due_at, posts)| {
                 Ok(ArchiveEntry {
@@ -242,6 +260,19 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The digest's most recent issue that went out (not an empty period).
+    pub async fn latest_sent_issue(&self, digest: &str) -> Result<Option<Issue>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ISSUE_COLUMNS} FROM issues WHERE digest = ?1 AND status <> 'empty'
+             ORDER BY due_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("read the latest issue sent")?;
+        row.as_ref().map(issue_from_row).transpose()
     }
 
     /// The digest's most recent issue (by period).

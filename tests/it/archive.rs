@@ -104,14 +104,19 @@ async fn the_archive_lists_every_issue_newest_first_and_as_a_feed() {
         let page = site.get_text(format!("{}archive?{odd}", site.base)).await;
         assert_eq!(page.matches("<li>").count(), 20, "{odd}");
     }
-    let past = site.get(format!("{}archive?page=9000", site.base)).await;
+    // Past the end: an empty page, not an error; past the highest page read: the first.
+    let past = site.get(format!("{}archive?page=900", site.base)).await;
     assert_eq!(past.status(), 200);
     assert!(
         past.text()
             .await
             .unwrap()
-            .contains("No issue has gone out yet")
+            .contains("No issues on this page")
     );
+    let far = site
+        .get_text(format!("{}archive?page=9000", site.base))
+        .await;
+    assert_eq!(far.matches("<li>").count(), 20);
 
     // The feed: 20 entries, newest first, each linking to its page.
     let feed = site.get(format!("{}archive.xml", site.base)).await;

@@ -103,10 +103,10 @@ async fn the_digest_the_confirmation_and_the_welcome_score_nothing_on_local_rule
     assert_eq!(received.len(), 3, "a digest, a confirmation and a welcome");
     for m in &received {
         let text = String::from_utf8_lossy(&m.data);
-        let what = if text.contains("List-Unsubscribe") {
-            "digest"
-        } else if text.contains("Subject: Welcome") {
+        let what = if text.contains("Subject: Welcome") {
             "welcome"
+        } else if text.contains("List-Unsubscribe") {
+            "digest"
         } else {
             "confirmation"
         };

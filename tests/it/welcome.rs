@@ -63,16 +63,31 @@ fn text_of(m: &Received) -> String {
 }
 
 /// Signs up through the form and follows the confirm link (page, then button).
+/// How many confirmation mails `to` has had.
+fn confirmations(sink: &SmtpSink, to: &str) -> usize {
+    sink.received()
+        .into_iter()
+        .filter(|m| m.rcpt_to.iter().any(|r| r == to))
+        .filter(|m| {
+            MessageParser::default()
+                .parse(&m.data)
+                .and_then(|p| p.subject().map(|s| s.starts_with("Confirm")))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
 async fn sign_up_and_confirm(site: &Site, email: &str, digest: &str) {
     let form = format!(
         "email={}&name=Ana+Reader&digest={digest}",
         email.replace('@', "%40")
     );
+    let before = confirmations(&site.sink, email);
     let answer = site
         .post_form(&format!("{}subscribe", site.base), &form)
         .await;
     assert_eq!(answer.status(), 200);
-    let confirm = mail_to(&site.sink, email, "Confirm", 1).await;
+    let confirm = mail_to(&site.sink, email, "Confirm", before + 1).await;
     let link = text_of(confirm.last().unwrap())
         .lines()
         .find(|l| l.starts_with("http://localhost:8080/confirm/"))
@@ -119,6 +134,18 @@ async fn a_confirmed_sign_up_gets_one_welcome_with_the_latest_issue() {
     let welcome = mail_to(&site.sink, "ana@example.net", "Welcome to Test Site", 1).await;
     let text = text_of(&welcome[0]);
     assert!(text.contains("You are subscribed, Ana Reader"), "{text}");
+    // It belongs to the subscription: a one-click List-Unsubscribe like every digest.
+    let parsed = MessageParser::default().parse(&welcome[0].data).unwrap();
+    assert_eq!(
+        parsed.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+    assert!(
+        parsed
+            .header_raw("List-Unsubscribe")
+            .unwrap()
+            .contains("/unsubscribe/")
+    );
     // The next Monday 08:00 in Berlin, as the clock (Saturday 28 November 2026) sees it.
     assert!(
         text.contains("- weekly: the next one on Monday 30 November 2026, 08:00 (CET)"),
@@ -147,9 +174,16 @@ async fn a_confirmed_sign_up_gets_one_welcome_with_the_latest_issue() {
         SubscriberStatus::Unsubscribed
     );
 
-    // Following the confirm link again, or sending the outbox again, sends no second one.
+    // Sending the outbox again, or signing up again after leaving, sends no second one:
+    // a welcome goes out once.
     site.herald.send_outbox().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sign_up_and_confirm(&site, "ana@example.net", "weekly").await;
+    assert_eq!(
+        site.subscriber(&ana).await.status,
+        SubscriberStatus::Confirmed
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    site.herald.send_outbox().await.unwrap();
     assert_eq!(
         mail_to(&site.sink, "ana@example.net", "Welcome", 1)
             .await
