@@ -34,6 +34,10 @@ pub struct ReadArgs {
 /// Largest message kept for a person; a bigger one is left with the MTA (exit 75).
 const MAX_HELD_BYTES: u64 = 100 * 1024 * 1024;
 
+/// Messages `held-mail/new` may hold before herald stops filing more (exit 75: the MTA
+/// keeps them): a flood of spam to the bounce address must not fill the store's disk.
+const MAX_HELD_MESSAGES: usize = 10_000;
+
 pub async fn read(config: Config, args: ReadArgs) -> Result<Outcome> {
     use futures_util::FutureExt;
     // Whatever happens, a pipe answers 0 or 75: anything else makes the MTA bounce the
@@ -277,6 +281,15 @@ pub fn deliver_to_maildir(
 ) -> std::io::Result<PathBuf> {
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(dir.join(sub))?;
+    }
+    if std::fs::read_dir(dir.join("new"))?
+        .take(MAX_HELD_MESSAGES)
+        .count()
+        >= MAX_HELD_MESSAGES
+    {
+        return Err(std::io::Error::other(format!(
+            "{MAX_HELD_MESSAGES} messages already wait there for a person; read them first"
+        )));
     }
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;

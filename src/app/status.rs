@@ -185,7 +185,11 @@ fn write_text(out: &mut impl Write, s: &Status, now: DateTime<Utc>) -> std::io::
         }
     };
     writeln!(out, "\nSubscribers: {}", counts(&s.subscribers))?;
-    writeln!(out, "Confirmation mail: {}", counts(&s.outbox))?;
+    writeln!(
+        out,
+        "Transactional mail (confirmations, welcomes): {}",
+        counts(&s.outbox)
+    )?;
     writeln!(out, "Store: {:.1} MB", s.store_bytes as f64 / 1e6)
 }
 
