@@ -1,5 +1,6 @@
 //! `digest preview`: the next issue of a digest rendered to files, as a subscriber named
-//! "Preview Reader" would get it, without touching the ledger.
+//! "Preview Reader" would get it, and the welcome a new subscriber gets, without touching
+//! the ledger or the outbox.
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +78,7 @@ impl Herald {
             path: out_dir.display().to_string(),
             source,
         })?;
-        let files = vec![
+        let mut files = vec![
             write(
                 out_dir.join(format!("{name}.html")),
                 rendered.html_for(&fields).as_bytes(),
@@ -88,6 +89,30 @@ impl Herald {
             )?,
             write(out_dir.join(format!("{name}.eml")), &message.bytes)?,
         ];
+        // The welcome a new subscriber of this digest gets, when it sends one.
+        if digest.welcome {
+            let welcome = self
+                .welcome_for(
+                    Some("Preview Reader".into()),
+                    &[&digest],
+                    fields.unsubscribe_url.clone(),
+                    now,
+                )
+                .await?;
+            let mail = render::welcome_mail(&self.templates().base(), &self.config.site, &welcome)
+                .map_err(|source| DigestError::Template {
+                    digest: digest.name.clone(),
+                    source,
+                })?;
+            files.push(write(
+                out_dir.join(format!("{name}.welcome.html")),
+                mail.html.as_bytes(),
+            )?);
+            files.push(write(
+                out_dir.join(format!("{name}.welcome.txt")),
+                mail.text.as_bytes(),
+            )?);
+        }
         Ok(Preview {
             subject: rendered.subject,
             posts: posts.len(),

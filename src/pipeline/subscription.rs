@@ -324,7 +324,6 @@ impl Herald {
         ctx: &MessageContext,
         now: DateTime<Utc>,
     ) -> Result<String, SendError> {
-        const POSTS: usize = 5;
         let store_error =
             |e: crate::store::Error| SendError::local(format!("cannot read the store: {e}"), true);
         let subscriber = self
@@ -354,39 +353,6 @@ impl Herald {
                 false,
             ));
         }
-        let listed = digests
-            .iter()
-            .map(|d| crate::render::WelcomeDigest {
-                name: d.name.clone(),
-                next: crate::schedule::next_after(&d.schedule, d.timezone, now).map(|at| {
-                    at.with_timezone(&d.timezone)
-                        .format("%A %-d %B %Y, %H:%M (%Z)")
-                        .to_string()
-                }),
-            })
-            .collect();
-        let mut from_issue = false;
-        let mut posts = Vec::new();
-        let first = digests[0];
-        if let Some(issue) = self
-            .store
-            .latest_sent_issue(&first.name)
-            .await
-            .map_err(store_error)?
-            .filter(|i| !i.post_ids.is_empty())
-        {
-            let ids: Vec<_> = issue.post_ids.iter().take(POSTS).copied().collect();
-            posts = self.store.posts_by_ids(&ids).await.map_err(store_error)?;
-            from_issue = !posts.is_empty();
-        }
-        if posts.is_empty() {
-            // The latest posts the digest carries (its sources; none named: all).
-            posts = self
-                .store
-                .posts_in_window(&first.sources, None, now, POSTS)
-                .await
-                .map_err(store_error)?;
-        }
         let token = match &subscriber.token_nonce {
             Some(nonce) => keys.current().sign(
                 TokenPurpose::Unsubscribe,
@@ -402,20 +368,15 @@ impl Herald {
         };
         let unsubscribe_url =
             crate::deliver::sender::unsubscribe_url(&self.config.site.base_url, &token);
-        let welcome = crate::render::Welcome {
-            name: subscriber.name.clone(),
-            digests: listed,
-            posts: posts
-                .iter()
-                .map(|p| crate::render::WelcomePost {
-                    title: crate::domain::shorten(&p.title, 200),
-                    url: p.url.clone(),
-                    summary: p.summary.as_deref().map(|s| crate::domain::shorten(s, 400)),
-                })
-                .collect(),
-            from_issue,
-            unsubscribe_url: unsubscribe_url.clone(),
-        };
+        let welcome = self
+            .welcome_for(
+                subscriber.name.clone(),
+                &digests,
+                unsubscribe_url.clone(),
+                now,
+            )
+            .await
+            .map_err(store_error)?;
         let mail =
             crate::render::welcome_mail(&self.templates().base(), &self.config.site, &welcome)
                 .map_err(|e| SendError::local(format!("cannot render the message: {e}"), false))?;
@@ -441,6 +402,64 @@ impl Herald {
         self.transport
             .send(&message.envelope, &message.bytes, &stem)
             .await
+    }
+
+    /// What a welcome says for `digests` (at least one): when the next of each comes, and
+    /// the latest issue's posts, or the latest posts of the first digest's sources.
+    pub(super) async fn welcome_for(
+        &self,
+        name: Option<String>,
+        digests: &[&crate::config::DigestConfig],
+        unsubscribe_url: String,
+        now: DateTime<Utc>,
+    ) -> Result<crate::render::Welcome, crate::store::Error> {
+        const POSTS: usize = 5;
+        let listed = digests
+            .iter()
+            .map(|d| crate::render::WelcomeDigest {
+                name: d.name.clone(),
+                next: crate::schedule::next_after(&d.schedule, d.timezone, now).map(|at| {
+                    at.with_timezone(&d.timezone)
+                        .format("%A %-d %B %Y, %H:%M (%Z)")
+                        .to_string()
+                }),
+            })
+            .collect();
+        let mut from_issue = false;
+        let mut posts = Vec::new();
+        if let Some(first) = digests.first() {
+            if let Some(issue) = self
+                .store
+                .latest_sent_issue(&first.name)
+                .await?
+                .filter(|i| !i.post_ids.is_empty())
+            {
+                let ids: Vec<_> = issue.post_ids.iter().take(POSTS).copied().collect();
+                posts = self.store.posts_by_ids(&ids).await?;
+                from_issue = !posts.is_empty();
+            }
+            if posts.is_empty() {
+                // The latest posts the digest carries (its sources; none named: all).
+                posts = self
+                    .store
+                    .posts_in_window(&first.sources, None, now, POSTS)
+                    .await?;
+            }
+        }
+        Ok(crate::render::Welcome {
+            name,
+            digests: listed,
+            posts: posts
+                .iter()
+                .map(|p| crate::render::WelcomePost {
+                    title: crate::domain::shorten(&p.title, 200),
+                    url: p.url.clone(),
+                    summary: p.summary.as_deref().map(|s| crate::domain::shorten(s, 400)),
+                })
+                .collect(),
+            from_issue,
+            unsubscribe_url,
+        })
     }
 
     fn transactional_context(&self) -> MessageContext {

@@ -832,6 +832,15 @@ async fn preview_writes_the_next_issue_without_touching_the_ledger() {
             .contains("== Forest path ==")
     );
     assert!(out.join("weekly.eml").exists());
+    // And the welcome a new subscriber would get (nothing is queued or sent).
+    let welcome = std::fs::read_to_string(out.join("weekly.welcome.txt")).unwrap();
+    assert!(welcome.starts_with("Welcome to Test Site"), "{welcome}");
+    assert!(
+        welcome.contains("- weekly: the next one on Monday"),
+        "{welcome}"
+    );
+    assert!(welcome.contains("Harbour at dawn"), "{welcome}");
+    assert!(out.join("weekly.welcome.html").exists());
     let (_, stdout, _) = env.run(&["digest", "status", "weekly"]).await;
     assert!(stdout.contains("no issue yet"), "{stdout}");
     assert_eq!(sink.accepted(), 0);
