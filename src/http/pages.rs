@@ -68,7 +68,15 @@ pub async fn archive_list(
                 "url": format!("{base}archive/{}", e.id.0),
                 "subject": e.subject,
                 "digest": e.digest,
-                "date": e.due_at.format("%-d %B %Y").to_string(),
+                // The day as the digest's own zone sees it.
+                "date": config
+                    .digests
+                    .iter()
+                    .find(|d| d.name == e.digest)
+                    .map_or_else(
+                        || e.due_at.format("%-d %B %Y").to_string(),
+                        |d| e.due_at.with_timezone(&d.timezone).format("%-d %B %Y").to_string(),
+                    ),
                 "posts": e.posts,
                 "one_post": e.posts == 1,
             })
