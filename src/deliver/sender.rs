@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 use super::message::{MessageContext, Personal, build_message};
 use super::{SendError, Transport};
 use crate::clock::SharedClock;
-use crate::domain::token::{SigningKey, TokenPurpose};
+use crate::domain::token::SigningKey;
 use crate::domain::verp::DeliveryRef;
 use crate::domain::{Issue, SubscriberId};
 use crate::render::{PersonalFields, RenderedIssue};
@@ -396,19 +396,11 @@ pub async fn send_issue(
 
 async fn deliver_one(shared: &Shared, delivery: &PendingDelivery) {
     let Shared { job, tally } = shared;
-    let token = match &delivery.token_nonce {
-        Some(nonce) => job.key.sign(
-            TokenPurpose::Unsubscribe,
-            delivery.subscriber_id,
-            nonce,
-            delivery.email.as_str(),
-        ),
-        None => job.key.sign_v1(
-            TokenPurpose::Unsubscribe,
-            delivery.subscriber_id,
-            delivery.email.as_str(),
-        ),
-    };
+    let token = job.key.unsubscribe_token(
+        delivery.subscriber_id,
+        delivery.token_nonce.as_deref(),
+        delivery.email.as_str(),
+    );
     let fields = PersonalFields {
         name: delivery.name.clone(),
         email: delivery.email.as_str().to_owned(),

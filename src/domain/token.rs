@@ -168,6 +168,15 @@ impl SigningKey {
         )
     }
 
+    /// A subscriber's unsubscribe token: v2 with their nonce, v1 for a row older than
+    /// nonces.
+    pub fn unsubscribe_token(&self, id: SubscriberId, nonce: Option<&str>, email: &str) -> String {
+        match nonce {
+            Some(nonce) => self.sign(TokenPurpose::Unsubscribe, id, nonce, email),
+            None => self.sign_v1(TokenPurpose::Unsubscribe, id, email),
+        }
+    }
+
     /// A v1 token, as herald mailed them before nonces (kept to test that they still work).
     pub fn sign_v1(&self, purpose: TokenPurpose, id: SubscriberId, email: &str) -> String {
         let tag = self.mac_v1(purpose, id, email).finalize().into_bytes();

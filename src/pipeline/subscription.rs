@@ -291,27 +291,7 @@ impl Herald {
             days.max(1),
         )
         .map_err(|e| SendError::local(format!("cannot render the message: {e}"), false))?;
-        let message = build_transactional(
-            ctx,
-            Transactional {
-                to: &item.email,
-                name: item.name.as_deref(),
-                subject: &mail.subject,
-                text: mail.text,
-                html: mail.html,
-                message_id: &item.message_id,
-                date: now,
-                list_unsubscribe: None,
-                delivery: Some(DeliveryRef::Outbox {
-                    outbox: item.id,
-                    subscriber: item.subscriber_id,
-                }),
-            },
-        )
-        .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
-        let stem = format!("confirm-{}-{}", item.subscriber_id, item.id);
-        self.transport
-            .send(&message.envelope, &message.bytes, &stem)
+        self.send_outbox_mail(item, ctx, mail, None, "confirm", now)
             .await
     }
 
@@ -353,19 +333,11 @@ impl Herald {
                 false,
             ));
         }
-        let token = match &subscriber.token_nonce {
-            Some(nonce) => keys.current().sign(
-                TokenPurpose::Unsubscribe,
-                subscriber.id,
-                nonce,
-                subscriber.email.as_str(),
-            ),
-            None => keys.current().sign_v1(
-                TokenPurpose::Unsubscribe,
-                subscriber.id,
-                subscriber.email.as_str(),
-            ),
-        };
+        let token = keys.current().unsubscribe_token(
+            subscriber.id,
+            subscriber.token_nonce.as_deref(),
+            subscriber.email.as_str(),
+        );
         let unsubscribe_url =
             crate::deliver::sender::unsubscribe_url(&self.config.site.base_url, &token);
         let welcome = self
@@ -380,6 +352,21 @@ impl Herald {
         let mail =
             crate::render::welcome_mail(&self.templates().base(), &self.config.site, &welcome)
                 .map_err(|e| SendError::local(format!("cannot render the message: {e}"), false))?;
+        self.send_outbox_mail(item, ctx, mail, Some(&unsubscribe_url), "welcome", now)
+            .await
+    }
+
+    /// Builds an outbox item's mail and hands it to the transport; its envelope sender
+    /// names the outbox row (VERP).
+    async fn send_outbox_mail(
+        &self,
+        item: &OutboxItem,
+        ctx: &MessageContext,
+        mail: crate::render::TransactionalMail,
+        list_unsubscribe: Option<&str>,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<String, SendError> {
         let message = build_transactional(
             ctx,
             Transactional {
@@ -390,7 +377,7 @@ impl Herald {
                 html: mail.html,
                 message_id: &item.message_id,
                 date: now,
-                list_unsubscribe: Some(unsubscribe_url.as_str()),
+                list_unsubscribe,
                 delivery: Some(DeliveryRef::Outbox {
                     outbox: item.id,
                     subscriber: item.subscriber_id,
@@ -398,7 +385,7 @@ impl Herald {
             },
         )
         .map_err(|e| SendError::local(format!("cannot build the message: {e}"), false))?;
-        let stem = format!("welcome-{}-{}", item.subscriber_id, item.id);
+        let stem = format!("{kind}-{}-{}", item.subscriber_id, item.id);
         self.transport
             .send(&message.envelope, &message.bytes, &stem)
             .await

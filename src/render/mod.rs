@@ -219,9 +219,9 @@ impl Templates {
     }
 }
 
-/// The confirmation mail's parts.
+/// A transactional mail's parts (a confirmation, a welcome).
 #[derive(Debug, Clone)]
-pub struct ConfirmationMail {
+pub struct TransactionalMail {
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -235,7 +235,7 @@ pub fn confirmation_mail(
     url: &str,
     request: &str,
     days: i64,
-) -> Result<ConfirmationMail, Error> {
+) -> Result<TransactionalMail, Error> {
     let data = serde_json::json!({
         "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
         "url": url,
@@ -243,7 +243,7 @@ pub fn confirmation_mail(
         "days": days,
         "one_day": days == 1,
     });
-    Ok(ConfirmationMail {
+    Ok(TransactionalMail {
         subject: format!("Confirm your subscription to {}", site.title),
         text: templates.render_text("confirm.txt", &data)?,
         html: templates.render_html("confirm.html", &data)?,
@@ -281,7 +281,7 @@ pub fn welcome_mail(
     templates: &Templates,
     site: &crate::config::SiteConfig,
     welcome: &Welcome,
-) -> Result<ConfirmationMail, Error> {
+) -> Result<TransactionalMail, Error> {
     let data = serde_json::json!({
         "site": { "title": site.title, "url": site.base_url.as_str(), "language": site.language },
         "name": welcome.name,
@@ -290,7 +290,7 @@ pub fn welcome_mail(
         "from_issue": welcome.from_issue,
         "unsubscribe_url": welcome.unsubscribe_url,
     });
-    Ok(ConfirmationMail {
+    Ok(TransactionalMail {
         subject: format!("Welcome to {}", site.title),
         text: templates.render_text("welcome.txt", &data)?,
         html: templates.render_html("welcome.html", &data)?,

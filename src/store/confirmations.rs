@@ -362,15 +362,12 @@ impl Store {
         subscriber: SubscriberId,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL",
-        )
-        .bind(subscriber.0)
-        .bind(ts(now))
-        .execute(&self.pool)
-        .await
-        .doing("void confirmation requests")?;
-        Ok(())
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .doing("void confirmation requests")?;
+        void_confirmations_in(&mut conn, subscriber, now).await
     }
 
     /// Outbox items to send now: queued ones, deferred ones whose time has come, and
@@ -473,4 +470,21 @@ impl Store {
             .map(|(s, n)| (s, n.try_into().unwrap_or(0)))
             .collect())
     }
+}
+
+/// [`Store::void_confirmations`] inside a transaction (a bounce, a complaint).
+pub(crate) async fn void_confirmations_in(
+    conn: &mut sqlx::SqliteConnection,
+    subscriber: SubscriberId,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL",
+    )
+    .bind(subscriber.0)
+    .bind(ts(now))
+    .execute(&mut *conn)
+    .await
+    .doing("void confirmation requests")?;
+    Ok(())
 }

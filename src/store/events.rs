@@ -10,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::confirmations::void_confirmations_in;
 use super::{Context, Result, Store, ts};
 use crate::domain::SubscriberId;
 use crate::domain::verp::DeliveryRef;
@@ -271,7 +272,7 @@ pub(crate) async fn record_in(
             .execute(&mut *tx)
             .await
             .doing("mark subscriber complained")?;
-            void_confirmations(tx, event.subscriber, now).await?;
+            void_confirmations_in(tx, event.subscriber, now).await?;
             Ok(EventEffect::Complained)
         }
         EventClass::Hard if receiving => {
@@ -370,21 +371,5 @@ async fn bounce(
     .execute(&mut *tx)
     .await
     .doing("mark subscriber bounced")?;
-    void_confirmations(tx, subscriber, now).await
-}
-
-async fn void_confirmations(
-    tx: &mut sqlx::SqliteConnection,
-    subscriber: SubscriberId,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE confirmations SET used_at = ?2 WHERE subscriber_id = ?1 AND used_at IS NULL",
-    )
-    .bind(subscriber.0)
-    .bind(ts(now))
-    .execute(&mut *tx)
-    .await
-    .doing("void confirmation requests")?;
-    Ok(())
+    void_confirmations_in(tx, subscriber, now).await
 }
