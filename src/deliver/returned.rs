@@ -582,7 +582,7 @@ pub fn list_unsubscribe_token(headers: &str) -> Option<String> {
 }
 
 fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~')
 }
 
 /// The unfolded value of the first `name` field in a header block.

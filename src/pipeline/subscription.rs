@@ -628,7 +628,7 @@ impl Herald {
         if !keys.verify(&parsed, purpose, subscriber.email.as_str()) {
             return Ok(None);
         }
-        let nonce = parsed.nonce.map(str::to_owned);
+        let nonce = parsed.nonce.clone().map(std::borrow::Cow::into_owned);
         Ok(Some((subscriber, nonce)))
     }
 }

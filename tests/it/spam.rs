@@ -95,7 +95,7 @@ async fn the_digest_the_confirmation_and_the_welcome_score_nothing_on_local_rule
     let at = confirmation.find("/confirm/").unwrap() + "/confirm/".len();
     let token: String = confirmation[at..]
         .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'))
         .collect();
     assert!(herald.confirm(&token).await.unwrap().is_some());
     herald.send_outbox().await.unwrap();
